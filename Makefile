@@ -1,0 +1,57 @@
+# TrialPanorama — `make demo` and `make test` work on a fresh clone: they create .venv, install the
+# package, cache the Delta jars under .cache/, and run.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+JAVA_HOME := $(shell scripts/find_java17.sh)
+export JAVA_HOME
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export HF_HUB_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+MLFLOW_PORT ?= 5000
+
+.PHONY: setup demo test test-fast lint mlflow bench-ingest clean help
+
+help:
+	@echo "make demo       set up and run the pipeline end to end on the bundled fixtures"
+	@echo "make test       set up and run the whole test suite"
+	@echo "make test-fast  the suite without the heavy end-to-end tests"
+	@echo "make mlflow     serve the MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db"
+	@echo "make bench-ingest  ingest rate on generated records (N=$${N:-3000})"
+
+setup: $(VENV)/.installed .cache/ivy/.jars-ok
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo ">> installing trialpanorama and its pinned dependencies (first time: several minutes)"
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+.cache/ivy/.jars-ok: $(VENV)/.installed conf/pipeline.yaml
+	@echo ">> caching the Delta Lake jars (JAVA_HOME=$(JAVA_HOME))"
+	$(PY) -m trialpanorama.jars
+	@touch $@
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not heavy"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+mlflow: setup
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
+		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+bench-ingest: setup
+	$(PY) benchmarks/bench_ingest.py --records $${N:-3000}
+
+clean:
+	rm -rf lakehouse mlflow.db mlartifacts mlruns spark-warehouse .pytest_cache

@@ -1,0 +1,286 @@
+"""The lake: a Spark session with Delta, table locations, and idempotent writes.
+
+Every job goes through ``get_spark`` so that Java, Delta and the jar cache are set up the same way under
+plain ``python`` and under ``spark-submit``. Table locations are plain string joins on the lake root, so any
+Hadoop-compatible URI (``s3a://``, ``abfss://``, ``hdfs://``, ``file:``) works as a root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from trialpanorama import jars
+from trialpanorama.config import Config
+from trialpanorama.schemas import TABLES
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+# --------------------------------------------------------------------------------------------- Java
+def _java_major(java_home: Path) -> int | None:
+    release = java_home / "release"
+    if not release.is_file():
+        return None
+    match = re.search(r'JAVA_VERSION="(\d+)(?:\.(\d+))?', release.read_text(errors="replace"))
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def resolve_java_home(cfg: Config) -> str:
+    """Pick the JDK Spark runs on: JAVA_HOME if set, else the first configured Java 17 install.
+
+    A newer JDK may be the machine's default ``java``; Spark 4.2 is built and tested for 17, so we never
+    fall back to whatever is on PATH silently.
+    """
+    wanted = int(cfg.get("spark.java_version", 17))
+    env_home = os.environ.get("JAVA_HOME")
+    if env_home:
+        major = _java_major(Path(env_home))
+        if major is not None and major != wanted:
+            print(f"warning: JAVA_HOME={env_home} is Java {major}; Spark here is tested on Java {wanted}",
+                  file=sys.stderr)
+        return env_home
+    for cand in cfg.get("spark.java_home_candidates") or []:
+        path = Path(cand)
+        if _java_major(path) == wanted:
+            return str(path)
+    raise RuntimeError(
+        f"no Java {wanted} found: set JAVA_HOME to a Java {wanted} JDK or add it to spark.java_home_candidates"
+    )
+
+
+# -------------------------------------------------------------------------------------------- Spark
+def _under_spark_submit() -> bool:
+    # spark-submit starts the JVM first and hands the Python driver its gateway port.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def get_spark(cfg: Config, app_name: str | None = None) -> SparkSession:
+    """A SparkSession with Delta enabled.
+
+    Under ``spark-submit`` the submitter's --master/--packages/--jars win and nothing is added twice; under
+    plain ``python`` the session is local (``spark.master``), the Delta jars come from the project cache
+    when present, else from Maven Central through Spark's resolver (then cached for the next run).
+    """
+    builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name", "trialpanorama"))
+    for key, value in DELTA_CONF.items():
+        builder = builder.config(key, value)
+    for key, value in (cfg.get("spark.conf") or {}).items():
+        builder = builder.config(key, str(value))
+
+    resolving = False
+    if not _under_spark_submit():
+        os.environ["JAVA_HOME"] = resolve_java_home(cfg)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers must run the same interpreter (and so see the same installed package) as the driver.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.master(str(cfg.get("spark.master", "local[*]")))
+        cached = jars.cached_jars(cfg)
+        if cached:
+            builder = builder.config("spark.jars", ",".join(cached))
+        else:
+            resolving = True
+            builder = builder.config("spark.jars.packages", ",".join(jars.delta_packages(cfg)))
+            builder = builder.config("spark.jars.ivy", str(jars.ivy_dir(cfg)))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(str(cfg.get("spark.log_level", "WARN")))
+    if resolving:
+        jars.record_resolved_jars(cfg, spark.sparkContext.getConf().get("spark.jars", ""))
+    elif _under_spark_submit():
+        conf = spark.sparkContext.getConf()
+        added = " ".join(conf.get(k, "") for k in ("spark.jars", "spark.jars.packages", "spark.driver.extraClassPath"))
+        if "delta" not in added:
+            print("warning: no Delta jar in --packages/--jars; assuming the runtime ships Delta", file=sys.stderr)
+    return spark
+
+
+# ------------------------------------------------------------------------------------------- tables
+def table_uri(lake_root: str, table: str) -> str:
+    """Location of a named table: ``<root>/<layer>/<table>`` (layer from the schema registry)."""
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; known: {sorted(TABLES)}")
+    root = lake_root.rstrip("/")
+    if "://" not in root and not root.startswith("file:"):
+        root = str(Path(root).expanduser().resolve())
+    return f"{root}/{TABLES[table].layer}/{table}"
+
+
+def table_exists(spark: SparkSession, uri: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, uri)
+
+
+def table_version(spark: SparkSession, uri: str) -> int | None:
+    """Current Delta version of a table, None if it does not exist."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, uri):
+        return None
+    return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()[0])
+
+
+def read_table(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame:
+    """Read a Delta table, optionally as of a given version (time travel)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", int(version))
+    return reader.load(uri)
+
+
+def read_named(spark: SparkSession, lake_root: str, table: str, version: int | None = None) -> DataFrame:
+    """Read a table by name; an absent table reads as empty with its declared schema."""
+    uri = table_uri(lake_root, table)
+    if version is None and not table_exists(spark, uri):
+        return spark.createDataFrame([], TABLES[table].schema)
+    return read_table(spark, uri, version)
+
+
+def _conform(df: DataFrame, table: str) -> DataFrame:
+    """Select the declared columns in declared order and types, so writes never drift from schemas.py."""
+    schema = TABLES[table].schema
+    missing = [f.name for f in schema.fields if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"{table}: frame lacks columns {missing}")
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+
+
+def _create(df: DataFrame, uri: str, table: str) -> None:
+    spec = TABLES[table]
+    writer = df.write.format("delta").mode("append")
+    if spec.partition_by:
+        writer = writer.partitionBy(*spec.partition_by)
+    writer.save(uri)
+
+
+@dataclass
+class WriteResult:
+    table: str
+    uri: str
+    version: int | None
+    rows_written: int
+
+
+def upsert(spark: SparkSession, lake_root: str, table: str, df: DataFrame,
+           hash_col: str = "record_hash") -> WriteResult:
+    """Idempotent MERGE on the table's keys: insert new keys, update a key only if its hash changed.
+
+    The source is deduplicated on the keys first (MERGE refuses two source rows for one target row);
+    among duplicates the greatest hash wins, so the outcome does not depend on input order.
+    """
+    spec = TABLES[table]
+    uri = table_uri(lake_root, table)
+    df = _conform(df, table)
+    if hash_col in df.columns:
+        from pyspark.sql.window import Window
+
+        w = Window.partitionBy(*spec.keys).orderBy(F.col(hash_col).desc())
+        df = df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+    else:
+        df = df.dropDuplicates(list(spec.keys))
+    if not table_exists(spark, uri):
+        _create(df, uri, table)
+    else:
+        from delta.tables import DeltaTable
+
+        on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
+        merge = DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), on)
+        if hash_col in df.columns:
+            merge = merge.whenMatchedUpdateAll(condition=f"NOT (t.`{hash_col}` <=> s.`{hash_col}`)")
+        merge.whenNotMatchedInsertAll().execute()
+    return WriteResult(table, uri, table_version(spark, uri), -1)
+
+
+def replace_for_keys(spark: SparkSession, lake_root: str, table: str, rows: DataFrame,
+                     changed_keys: DataFrame, key: str = "study_id") -> WriteResult:
+    """Replace every row of the given parent keys with ``rows``, in one atomic Delta commit.
+
+    Child tables (conditions, arms, ...) have no stable row key across versions of a study, so a new
+    version of a study replaces all of its child rows. The MERGE source is the new rows (never matching)
+    plus one marker row per changed key (matching, and deleting, that key's old rows).
+    """
+    uri = table_uri(lake_root, table)
+    rows = _conform(rows, table)
+    if not table_exists(spark, uri):
+        _create(rows, uri, table)
+        return WriteResult(table, uri, table_version(spark, uri), -1)
+    from delta.tables import DeltaTable
+
+    new_rows = rows.withColumn("_merge_key", F.lit(None).cast("string")).withColumn("_is_row", F.lit(True))
+    markers = changed_keys.select(F.col(key).cast("string").alias("_merge_key")).distinct()
+    for field in TABLES[table].schema.fields:
+        markers = markers.withColumn(field.name, F.lit(None).cast(field.dataType))
+    markers = markers.withColumn("_is_row", F.lit(False)).select(new_rows.columns)
+    source = new_rows.unionByName(markers)
+    cols = {f.name: f"s.`{f.name}`" for f in TABLES[table].schema.fields}
+    (
+        DeltaTable.forPath(spark, uri).alias("t")
+        .merge(source.alias("s"), f"t.`{key}` = s._merge_key")
+        .whenMatchedDelete()
+        .whenNotMatchedInsert(condition="s._is_row", values=cols)
+        .execute()
+    )
+    return WriteResult(table, uri, table_version(spark, uri), -1)
+
+
+def list_tables(spark: SparkSession, lake_root: str) -> list[tuple[str, str]]:
+    """Every Delta table under the lake root as (relative name, uri), found through Hadoop's FileSystem."""
+    root = lake_root.rstrip("/")
+    if "://" not in root and not root.startswith("file:"):
+        root = str(Path(root).expanduser().resolve())
+    jvm = spark.sparkContext._jvm
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    root_path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = root_path.getFileSystem(hconf)
+    if not fs.exists(root_path):
+        return []
+    root_path = fs.makeQualified(root_path)
+    found: list[tuple[str, str]] = []
+    stack = [root_path]
+    while stack:
+        path = stack.pop()
+        statuses = fs.listStatus(path)
+        names = {s.getPath().getName() for s in statuses}
+        if "_delta_log" in names:
+            uri = path.toString()
+            found.append((uri[len(root_path.toString()):].lstrip("/"), uri))
+            continue
+        stack.extend(s.getPath() for s in statuses if s.isDirectory() and not s.getPath().getName().startswith(("_", ".")))
+    return sorted(found)
+
+
+def operation_metrics(spark: SparkSession, uri: str) -> dict[str, int]:
+    """Row counts of the table's last commit, from Delta's own history (no extra scan of the data)."""
+    from delta.tables import DeltaTable
+
+    row = DeltaTable.forPath(spark, uri).history(1).select("operation", "operationMetrics").first()
+    metrics = row["operationMetrics"] or {}
+    wanted = {
+        "numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated",
+        "numTargetRowsDeleted": "deleted", "numOutputRows": "output_rows",
+    }
+    out = {short: int(metrics[key]) for key, short in wanted.items() if key in metrics}
+    if row["operation"] == "WRITE" and "output_rows" in out:
+        out["inserted"] = out.pop("output_rows")
+    out.pop("output_rows", None)
+    return out
+
+
+def table_stats(spark: SparkSession, lake_root: str) -> dict[str, dict[str, int | None]]:
+    """Row count and current version of every Delta table under the root, keyed by ``layer/table``."""
+    stats: dict[str, dict[str, int | None]] = {}
+    for name, uri in list_tables(spark, lake_root):
+        stats[name] = {"rows": read_table(spark, uri).count(), "version": table_version(spark, uri)}
+    return stats

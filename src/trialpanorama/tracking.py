@@ -1,0 +1,62 @@
+"""MLflow: one run per job, with the Delta versions it wrote and read.
+
+Every Spark or Ray job opens a ``JobRun``: inputs and config as params, counts and seconds as metrics,
+and ``delta.<table>.version`` tags, so a run in the ``pipeline`` experiment says exactly which table
+versions it produced. The tracking URI comes from ``MLFLOW_TRACKING_URI`` or the config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+
+from trialpanorama.config import Config
+
+_MAX_PARAM = 6000  # MLflow's param value limit is 6000 characters
+
+
+def _clip(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
+
+
+class JobRun:
+    """A started MLflow run with helpers for the things every job records."""
+
+    def __init__(self, cfg: Config, job: str, params: Mapping[str, Any], experiment: str | None = None):
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+        mlflow.set_experiment(experiment or str(cfg.get("mlflow.experiment", "pipeline")))
+        self.started = time.monotonic()
+        self.run = mlflow.start_run(run_name=job, tags={"job": job})
+        self.run_id = self.run.info.run_id
+        mlflow.log_params({k: _clip(v) for k, v in {"job": job, **params}.items()})
+        if cfg.overrides:
+            mlflow.log_param("overrides", _clip(list(cfg.overrides)))
+
+    def metrics(self, values: Mapping[str, float | int]) -> None:
+        mlflow.log_metrics({k: float(v) for k, v in values.items() if v is not None})
+
+    def table_version(self, table: str, version: int | None, role: str = "written") -> None:
+        """Tag ``delta.<table>.version`` (written) or ``delta.input.<table>.version`` (read)."""
+        if version is None:
+            return
+        key = f"delta.{table}.version" if role == "written" else f"delta.input.{table}.version"
+        mlflow.set_tag(key, str(version))
+
+    def summary(self, summary: Mapping[str, Any]) -> None:
+        mlflow.log_dict(dict(summary), "summary.json")
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def end(self, status: str = "FINISHED") -> None:
+        mlflow.log_metric("seconds", self.seconds())
+        # MLflow prints "View run ... at: <url>" on stdout; stdout is reserved for the job's JSON line.
+        with contextlib.redirect_stdout(sys.stderr):
+            mlflow.end_run(status=status)
