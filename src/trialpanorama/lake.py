@@ -284,3 +284,34 @@ def table_stats(spark: SparkSession, lake_root: str) -> dict[str, dict[str, int 
     for name, uri in list_tables(spark, lake_root):
         stats[name] = {"rows": read_table(spark, uri).count(), "version": table_version(spark, uri)}
     return stats
+
+
+def sync_snapshot(spark: SparkSession, lake_root: str, table: str, df: DataFrame) -> WriteResult | None:
+    """Make the table equal to ``df`` (a full snapshot keyed by the table's keys), committing only a diff.
+
+    Derived tables (gold) are recomputed whole; writing them with one MERGE that inserts, updates and
+    deletes only what differs keeps re-runs commit-free and the Delta history meaningful. Returns None
+    when nothing differs.
+    """
+    spec = TABLES[table]
+    uri = table_uri(lake_root, table)
+    df = _conform(df, table).dropDuplicates(list(spec.keys))
+    if not table_exists(spark, uri):
+        _create(df, uri, table)
+        return WriteResult(table, uri, table_version(spark, uri), -1)
+    current = read_table(spark, uri)
+    if df.exceptAll(current).isEmpty() and current.exceptAll(df).isEmpty():
+        return None
+    from delta.tables import DeltaTable
+
+    on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
+    others = [f.name for f in spec.schema.fields if f.name not in spec.keys]
+    differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in others) or "false"
+    (
+        DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=differs)
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete()
+        .execute()
+    )
+    return WriteResult(table, uri, table_version(spark, uri), -1)

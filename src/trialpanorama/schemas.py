@@ -146,6 +146,35 @@ TABLES: dict[str, TableSpec] = {
     # ---- pubmed + panorama (issue 3): literature tables go here ----
     # ---- end pubmed ----
     # ---- gold (issue 3): trials, trial_members, merge_proposals, relations go here ----
+    "trials": TableSpec(
+        "gold",
+        _ddl("""trial_uid STRING NOT NULL, canonical_study_id STRING, study_source STRING, title STRING,
+             phase STRING, recruitment_status STRING, study_type STRING, start_date DATE, enrollment INT,
+             sponsor STRING, n_members INT, member_study_ids ARRAY<STRING>, member_sources ARRAY<STRING>,
+             registry_ids ARRAY<STRING>"""),
+        ("trial_uid",),
+        doc="One row per real-world trial; fields from the canonical member (source priority, then recency).",
+    ),
+    "trial_members": TableSpec(
+        "gold",
+        _ddl("""study_id STRING NOT NULL, trial_uid STRING, study_source STRING, is_canonical BOOLEAN,
+             link_type STRING, evidence ARRAY<STRING>"""),
+        ("study_id",),
+        doc="study_id -> trial_uid with how it was linked: self (alone), id (shared registry ids), near_duplicate.",
+    ),
+    "trial_id_map": TableSpec(
+        "gold",
+        _ddl("registry_id STRING NOT NULL, registry STRING, trial_uid STRING"),
+        ("registry_id",),
+        doc="Every normalized registry id seen (primary or secondary) -> trial_uid, for linking papers to trials.",
+    ),
+    "merge_proposals": TableSpec(
+        "gold",
+        _ddl("""study_id_a STRING NOT NULL, study_id_b STRING NOT NULL, kind STRING, title_similarity DOUBLE,
+             sponsor_similarity DOUBLE, start_diff_days INT, size_ratio DOUBLE, decision STRING, evidence STRING"""),
+        ("study_id_a", "study_id_b", "kind"),
+        doc="Near-duplicate pairs with their evidence (merged or only proposed) and ambiguous ids left unlinked.",
+    ),
     # ---- end gold ----
 }
 
