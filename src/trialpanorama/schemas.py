@@ -176,6 +176,8 @@ TABLES: dict[str, TableSpec] = {
         doc="Near-duplicate pairs with their evidence (merged or only proposed) and ambiguous ids left unlinked.",
     ),
     # ---- end gold ----
+    # ---- vocabularies + linking (issue 4): vocab_mesh, vocab_drugs, vocab_icd10, link tables go here ----
+    # ---- end vocabularies ----
 }
 
 SILVER_CHILD_TABLES = (
