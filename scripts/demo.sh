@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # The whole pipeline built so far, on the fixtures shipped in tests/fixtures, into ./lakehouse.
+# Each step is one job as a user would run it; its one-line JSON result is printed after its progress.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
-step() { printf '\n== %s\n' "$*"; }
-quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO )' || true; }
+STEPS=(
+  "ingest ClinicalTrials.gov (every API v2 envelope, bad records included)|jobs/ingest_ctgov.py --input tests/fixtures/ctgov"
+  "unify trials across registries|jobs/unify_trials.py"
+)
+quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
-step "1/2 ingest ClinicalTrials.gov fixtures (every API v2 envelope, bad records included)"
-$PY jobs/ingest_ctgov.py --input tests/fixtures/ctgov 2>&1 | quiet
+n=${#STEPS[@]}; i=0; t0=$SECONDS
+for step in "${STEPS[@]}"; do
+  i=$((i + 1))
+  printf '\n== %d/%d %s\n' "$i" "$n" "${step%%|*}"
+  # shellcheck disable=SC2086
+  $PY ${step#*|} 2>&1 | quiet
+done
 
-step "2/2 the lake's tables"
+printf '\n== the lake\n'
 $PY jobs/lake_stats.py --format table 2>&1 >/dev/null | quiet
 
 cat <<MSG
 
-Done. Open the MLflow UI (experiment "pipeline") with:
+Done in $((SECONDS - t0)) s. Open the MLflow UI (experiment "pipeline": one run per job, with the Delta
+version of every table it wrote) with:
     make mlflow        # then browse http://127.0.0.1:5000
-Lake: ./lakehouse  (python jobs/lake_stats.py --lake ./lakehouse)
+Lake: ./lakehouse      (.venv/bin/python jobs/lake_stats.py --format table)
 MSG

@@ -175,6 +175,13 @@ TABLES: dict[str, TableSpec] = {
         ("study_id_a", "study_id_b", "kind"),
         doc="Near-duplicate pairs with their evidence (merged or only proposed) and ambiguous ids left unlinked.",
     ),
+    "relations": TableSpec(
+        "gold",
+        _ddl("""head_id STRING NOT NULL, head_type STRING, tail_id STRING NOT NULL, tail_type STRING,
+             relation_type STRING NOT NULL, evidence ARRAY<STRING>"""),
+        ("head_id", "tail_id", "relation_type"),
+        doc="trial -> publication and review -> publication edges on trial_uid and PMID, with every source that says so.",
+    ),
     # ---- end gold ----
     # ---- vocabularies + linking (issue 4): vocab_mesh, vocab_drugs, vocab_icd10, link tables go here ----
     # ---- end vocabularies ----
