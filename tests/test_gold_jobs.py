@@ -1,0 +1,76 @@
+"""Gold jobs as users run them, on a lake built from the fixtures: unify_trials, then build_relations."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import mlflow
+import pytest
+
+from tests.conftest import FIXTURES, ROOT, job_argv
+from tests.test_ctgov_ingest import run_ingest
+from trialpanorama import lake
+from trialpanorama.jobrun import run_job
+
+
+def run_named_job(name: str, lake_root, *extra: str) -> dict:
+    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return run_job(name, "test", module.body, argv=job_argv(lake_root, *extra))
+
+
+@pytest.fixture(scope="module")
+def gold_lake(tmp_path_factory, mlflow_server, spark):
+    root = tmp_path_factory.mktemp("gold") / "lake"
+    run_ingest(root, str(FIXTURES / "ctgov"))
+    unify_summary = run_named_job("unify_trials", root)
+    rel_summary = run_named_job("build_relations", root)
+    return str(root), unify_summary, rel_summary
+
+
+def test_unify_job_writes_gold_tables(gold_lake, spark):
+    root, s, _ = gold_lake
+    assert s["studies"] == 13 and s["trials"] == 13  # the ctgov fixtures hold no cross-registrations
+    members = lake.read_named(spark, root, "trial_members")
+    assert members.count() == 13 and members.where("is_canonical").count() == 13
+    id_map = {r.registry_id: r.trial_uid for r in lake.read_named(spark, root, "trial_id_map").collect()}
+    t1 = members.where("study_id = 'NCT90000001'").first().trial_uid
+    # the EudraCT number NCT90000001 lists maps to its trial; its NIH grant number maps to nothing
+    assert id_map["EUDRACT:2015-004321-12"] == t1 and id_map["NCT:NCT90000001"] == t1
+    assert not any("U01DK098246" in k for k in id_map)
+    assert set(s["tables"]) == {"trials", "trial_members", "trial_id_map"} | ({"merge_proposals"} & set(s["tables"]))
+
+
+def test_relations_from_registry_references(gold_lake, spark):
+    root, _, r = gold_lake
+    rel = lake.read_named(spark, root, "relations")
+    assert r["edges_from_ctgov_references"] == 13 and r["relations"] == 13
+    row = rel.where("tail_id = '31234567'").first()
+    assert (row.head_type, row.tail_type, row.relation_type) == ("trial", "publication", "reported_in")
+    assert row.evidence[0].startswith("ctgov_reference:RESULT:NCT9")
+
+
+def test_gold_reruns_commit_nothing(gold_lake, spark):
+    root, first, _ = gold_lake
+    before = {t: lake.table_version(spark, lake.table_uri(root, t)) for t in ("trials", "trial_members", "relations")}
+    again = run_named_job("unify_trials", root)
+    rel_again = run_named_job("build_relations", root)
+    assert again["tables"] == {} and rel_again["tables"] == {}
+    after = {t: lake.table_version(spark, lake.table_uri(root, t)) for t in before}
+    assert after == before and again["trials"] == first["trials"]
+
+
+def test_gold_runs_record_their_input_versions(gold_lake, mlflow_server):
+    _, s, r = gold_lake
+    client = mlflow.MlflowClient(mlflow_server)
+    tags = client.get_run(s["mlflow_run_id"]).data.tags
+    assert tags["delta.input.studies.version"] == "0" and tags["delta.input.study_ids.version"] == "0"
+    assert tags["delta.trials.version"] == "0"
+    rtags = client.get_run(r["mlflow_run_id"]).data.tags
+    assert rtags["delta.input.trial_members.version"] == "0" and "delta.relations.version" in rtags
+
+
+def test_unify_without_silver_is_a_clear_error(tmp_path, mlflow_server, spark):
+    with pytest.raises(FileNotFoundError, match="run an ingest job first"):
+        run_named_job("unify_trials", tmp_path / "empty")
