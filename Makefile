@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup demo test test-fast lint mlflow bench-ingest clean help
+.PHONY: setup demo test test-fast lint mlflow bench-ingest dist clean help
 
 help:
 	@echo "make demo       set up and run the pipeline end to end on the bundled fixtures"
@@ -19,6 +19,7 @@ help:
 	@echo "make test-fast  the suite without the heavy end-to-end tests"
 	@echo "make mlflow     serve the MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db"
 	@echo "make bench-ingest  ingest rate on generated records (N=$${N:-3000})"
+	@echo "make dist       dist/trialpanorama.zip for spark-submit --py-files"
 
 setup: $(VENV)/.installed .cache/ivy/.jars-ok .cache/test-data/.ok
 
@@ -58,5 +59,10 @@ mlflow: setup
 bench-ingest: setup
 	$(PY) benchmarks/bench_ingest.py --records $${N:-3000}
 
+dist: setup
+	@mkdir -p dist && rm -f dist/trialpanorama.zip
+	cd src && ../$(PY) -c "import shutil; shutil.make_archive('../dist/trialpanorama', 'zip', '.', 'trialpanorama')"
+	@echo "dist/trialpanorama.zip: pass it to spark-submit --py-files (conf/ travels with --files or the image)"
+
 clean:
-	rm -rf lakehouse mlflow.db mlartifacts mlruns spark-warehouse .pytest_cache
+	rm -rf dist lakehouse mlflow.db mlartifacts mlruns spark-warehouse .pytest_cache
