@@ -7,7 +7,9 @@ PY=.venv/bin/python
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 STEPS=(
   "ingest ClinicalTrials.gov (every API v2 envelope, bad records included)|jobs/ingest_ctgov.py --input tests/fixtures/ctgov"
+  "ingest WHO ICTRP exports (63-column CSV, header CSV, portal XML, registry feed XML)|jobs/ingest_ictrp.py --input tests/fixtures/ictrp"
   "unify trials across registries|jobs/unify_trials.py"
+  "relations: trial -> publication, review -> publication|jobs/build_relations.py"
 )
 quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 

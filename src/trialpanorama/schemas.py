@@ -142,8 +142,88 @@ TABLES: dict[str, TableSpec] = {
         doc="Participant-flow groups with the number who started the first period.",
     ),
     # ---- ictrp (issue 3): WHO ICTRP tables go here ----
+    "ictrp_raw": TableSpec(
+        "bronze",
+        _ddl("""trial_id STRING NOT NULL, study_id STRING, registry STRING, member_state STRING,
+             source_format STRING, raw STRING, fields STRING, source_file STRING, record_hash STRING,
+             source_version STRING, ingested_at TIMESTAMP"""),
+        ("trial_id",),
+        doc="One WHO ICTRP record per TrialID as received (EU CTR: one per member state), newest version wins."
+            " raw = the record as received (CSV: its fields as a JSON array, or object by header; XML: the"
+            " element); fields = the canonical record as JSON, from which the merged silver study is rebuilt"
+            " when another member state of it changes. source_version = Last_Refreshed_on (ISO date).",
+    ),
     # ---- end ictrp ----
     # ---- pubmed + panorama (issue 3): literature tables go here ----
+    "pubmed_raw": TableSpec(
+        "bronze",
+        _ddl("pmid STRING NOT NULL, pmid_version INT, kind STRING, raw STRING, source_file STRING,"
+             " record_hash STRING, source_version STRING, ingested_at TIMESTAMP"),
+        ("pmid",),
+        doc="The newest PubMed record per PMID as received: article XML (kind article|book_article) or a"
+            " DeleteCitation tombstone (kind delete), so an older file ingested later cannot resurrect it.",
+    ),
+    "publications": TableSpec(
+        "silver",
+        _ddl(f"""pmid STRING NOT NULL, pmid_version INT, record_type STRING, title STRING, abstract STRING,
+             abstract_sections ARRAY<STRUCT<label: STRING, nlm_category: STRING, text: STRING>>,
+             journal STRING, journal_iso STRING, issn STRING, year INT, languages ARRAY<STRING>,
+             authors ARRAY<STRUCT<last_name: STRING, fore_name: STRING, initials: STRING,
+                                  collective_name: STRING, affiliations: ARRAY<STRING>>>,
+             publication_types ARRAY<STRUCT<ui: STRING, name: STRING>>,
+             mesh_headings ARRAY<STRUCT<descriptor_ui: STRING, descriptor_name: STRING, major_topic: BOOLEAN,
+                                        qualifiers: ARRAY<STRUCT<ui: STRING, name: STRING, major_topic: BOOLEAN>>>>,
+             keywords ARRAY<STRING>,
+             databanks ARRAY<STRUCT<databank_name: STRING, accession_numbers: ARRAY<STRING>>>,
+             registry_ids ARRAY<STRING>, doi STRING, pmcid STRING, cited_pmids ARRAY<STRING>,
+             medline_status STRING, date_revised DATE, source_file STRING, {_PROVENANCE}"""),
+        ("pmid",),
+        doc="One row per live PMID (newest version). Title and abstract text whole (inline markup flattened"
+            " in reading order); abstract = 'LABEL: text' lines of abstract_sections.",
+    ),
+    "publication_trial_ids": TableSpec(
+        "silver",
+        _ddl("pmid STRING NOT NULL, registry STRING, trial_id STRING, raw_id STRING, origin STRING,"
+             " databank_name STRING"),
+        ("pmid", "trial_id", "origin"),
+        doc="Trial registry ids of a publication: curated DataBankList accessions (origin=databank) and ids"
+            " found in the title/abstract (origin=title|abstract), normalized by conf/registry_ids.yaml.",
+    ),
+    "publication_deletions": TableSpec(
+        "silver",
+        _ddl("pmid STRING NOT NULL, pmid_version INT, source_file STRING, source_version STRING,"
+             " record_hash STRING, deleted_at TIMESTAMP"),
+        ("pmid",),
+        doc="PMIDs that NLM deleted (DeleteCitation) and that are no longer in publications.",
+    ),
+    "panorama_raw": TableSpec(
+        "bronze",
+        _ddl("study_id STRING NOT NULL, raw STRING, source_file STRING, record_hash STRING,"
+             " source_version STRING, ingested_at TIMESTAMP"),
+        ("study_id",),
+        doc="One study of the published TrialPanorama database as JSON: its studies row and its rows of every"
+            " study-keyed table, as published (column names and values untouched).",
+    ),
+    "results": TableSpec(
+        "silver",
+        _ddl("study_id STRING NOT NULL, population STRING, interventions STRING, outcomes STRING,"
+             " group_type STRING"),
+        ("study_id", "group_type", "population", "interventions", "outcomes"),
+        doc="Published TrialPanorama `results` rows (result groups as text).",
+    ),
+    "biomarkers": TableSpec(
+        "silver",
+        _ddl("study_id STRING NOT NULL, biomarker_type STRING, biomarker_name STRING, biomarker_genes STRING"),
+        ("study_id", "biomarker_type", "biomarker_name"),
+        doc="Published TrialPanorama `biomarkers` rows.",
+    ),
+    "panorama_relations": TableSpec(
+        "silver",
+        _ddl("head_id STRING NOT NULL, head_type STRING, tail_id STRING NOT NULL, tail_type STRING,"
+             " relation_type STRING, source_file STRING, ingested_at TIMESTAMP"),
+        ("head_id", "head_type", "tail_id", "tail_type", "relation_type"),
+        doc="Published study <-> publication <-> review relations, as published, for the gold relations job.",
+    ),
     # ---- end pubmed ----
     # ---- gold (issue 3): trials, trial_members, merge_proposals, relations go here ----
     "trials": TableSpec(
@@ -184,6 +264,62 @@ TABLES: dict[str, TableSpec] = {
     ),
     # ---- end gold ----
     # ---- vocabularies + linking (issue 4): vocab_mesh, vocab_drugs, vocab_icd10, link tables go here ----
+    "vocab_mesh_sources": TableSpec(
+        "gold",
+        _ddl("""source STRING NOT NULL, mesh_key STRING NOT NULL, mesh_ui STRING, mesh_name STRING,
+             record_type STRING, descriptor_class STRING, tree_numbers ARRAY<STRING>, entry_terms ARRAY<STRING>,
+             mapped_to ARRAY<STRING>, pharm_actions ARRAY<STRING>, roles ARRAY<STRING>, source_file STRING"""),
+        ("source", "mesh_key"),
+        doc="MeSH records as each source gives them (mesh_xml, mesh_supp_xml, mesh_tree, lake_ctgov, lake_pubmed,"
+            " drug_dictionary); a load replaces only the sources it read. mesh_key = UI, or N:<name> without one.",
+    ),
+    "vocab_mesh": TableSpec(
+        "gold",
+        _ddl("""mesh_key STRING NOT NULL, mesh_ui STRING, mesh_name STRING, record_type STRING,
+             descriptor_class STRING, tree_numbers ARRAY<STRING>, entry_terms ARRAY<STRING>,
+             mapped_to ARRAY<STRING>, pharm_actions ARRAY<STRING>, roles ARRAY<STRING>, sources ARRAY<STRING>"""),
+        ("mesh_key",),
+        doc="One row per MeSH descriptor or supplementary concept merged over vocab_mesh_sources; mesh_ui is NULL"
+            " for a descriptor known only by name (the packaged 2019 tree has no UIs).",
+    ),
+    "vocab_drugs": TableSpec(
+        "gold",
+        _ddl("""source STRING NOT NULL, drug_key STRING NOT NULL, drugbank_id STRING, name STRING,
+             synonyms ARRAY<STRING>, brand_names ARRAY<STRING>, accession_numbers ARRAY<STRING>, cas STRING,
+             unii STRING, inchikey STRING, mesh_tree ARRAY<STRING>, dictionary_mesh_id STRING,
+             source_file STRING"""),
+        ("source", "drug_key"),
+        doc="Drugs per source (drugbank_csv, drug_dictionary); drug_key = DrugBank id, or DICT:<name> without one."
+            " dictionary_mesh_id is the dictionary's own field, often a pharmacological action: not the drug's UI.",
+    ),
+    "vocab_icd10": TableSpec(
+        "gold",
+        _ddl("""system STRING NOT NULL, code STRING NOT NULL, code_compact STRING, description STRING,
+             level STRING, parent_code STRING, is_leaf BOOLEAN, source_version STRING"""),
+        ("system", "code"),
+        doc="ICD-10-CM and WHO ICD-10 code lists (chapter, block, category, subcategory) with descriptions.",
+    ),
+    "vocab_terms": TableSpec(
+        "gold",
+        _ddl("""entity STRING NOT NULL, vocabulary STRING NOT NULL, concept_key STRING NOT NULL,
+             term STRING NOT NULL, term_type STRING, concept_id STRING, concept_name STRING, mesh_ui STRING,
+             mesh_name STRING, trees ARRAY<STRING>, t_exact STRING, t_norm STRING, keys_version STRING"""),
+        ("entity", "vocabulary", "concept_key", "term"),
+        doc="Every name and synonym the linker matches against, with its exact and normalized keys, per entity"
+            " (condition|drug) and vocabulary (mesh|drugs); keys_version changes with conf/linking.yaml.",
+    ),
+    "link_candidates": TableSpec(
+        "gold",
+        _ddl("""entity STRING NOT NULL, name STRING NOT NULL, vocabulary STRING NOT NULL,
+             concept_key STRING NOT NULL, concept_id STRING, concept_name STRING, mesh_ui STRING,
+             mesh_name STRING, method STRING, score DOUBLE, decision STRING, reason STRING,
+             vocab_version STRING"""),
+        ("entity", "name", "vocabulary", "concept_key"),
+        doc="Every candidate concept of every distinct registry name (entity condition|drug; vocabulary mesh|"
+            "drugs|icd10), decision chosen|ambiguous|candidate|rejected; names left unlinked have one row with"
+            " vocabulary 'none', decision excluded|unlinked and the reason. vocab_version: the vocabularies and"
+            " settings the row was computed with (rows of another version are recomputed).",
+    ),
     # ---- end vocabularies ----
 }
 
