@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trialpanorama.config import Config, load_config
+from trialpanorama.config import PROJECT_ROOT, Config, load_config
 
 
 def delta_packages(cfg: Config) -> list[str]:
@@ -36,7 +36,11 @@ def delta_packages(cfg: Config) -> list[str]:
 
 
 def ivy_dir(cfg: Config) -> Path:
-    return Path(cfg.get("spark.ivy_dir", "./.cache/ivy")).expanduser().resolve()
+    """The jar cache folder. A relative path is taken from the project root, not from the current
+    directory: a job started from any folder (a test's temp dir, a scheduler's scratch dir) must find the
+    cache that ``make setup`` filled instead of resolving from Maven Central again."""
+    path = Path(cfg.get("spark.ivy_dir", "./.cache/ivy")).expanduser()
+    return (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
 
 
 def _manifest_path(cfg: Config, packages: list[str]) -> Path:
@@ -106,16 +110,9 @@ def ensure_jars(cfg: Config) -> list[str]:
         return jars
     from trialpanorama.lake import get_spark
 
-    try:
-        spark = get_spark(cfg, app_name="trialpanorama-fetch-jars")
-        spark.stop()
-    except Exception as exc:  # the resolver failed (no route to Maven Central, ...)
-        print(f"Spark's resolver failed ({exc.__class__.__name__}); fetching the jars with Maven", file=sys.stderr)
-        return fetch_with_maven(cfg)
-    jars = cached_jars(cfg)
-    if not jars:
-        return fetch_with_maven(cfg)
-    return jars
+    # get_spark resolves through Spark (falling back to Maven itself) and records what it resolved.
+    get_spark(cfg, app_name="trialpanorama-fetch-jars").stop()
+    return cached_jars(cfg) or fetch_with_maven(cfg)
 
 
 if __name__ == "__main__":

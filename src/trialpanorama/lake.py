@@ -94,7 +94,19 @@ def get_spark(cfg: Config, app_name: str | None = None) -> SparkSession:
             resolving = True
             builder = builder.config("spark.jars.packages", ",".join(jars.delta_packages(cfg)))
             builder = builder.config("spark.jars.ivy", str(jars.ivy_dir(cfg)))
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:
+        if not resolving:
+            raise
+        # Spark's resolver could not fetch the jars (no route to Maven Central, a flaky mirror): fetch the
+        # same artifacts with Maven into the cache and start again with them as plain spark.jars.
+        print(f"Spark's resolver failed ({exc.__class__.__name__}); fetching the Delta jars with Maven",
+              file=sys.stderr)
+        fetched = jars.fetch_with_maven(cfg)
+        builder = builder.config("spark.jars.packages", "").config("spark.jars", ",".join(fetched))
+        resolving = False
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(str(cfg.get("spark.log_level", "WARN")))
     if resolving:
         jars.record_resolved_jars(cfg, spark.sparkContext.getConf().get("spark.jars", ""))
