@@ -11,14 +11,16 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup demo test test-fast lint mlflow bench-ingest dist clean help
+.PHONY: setup demo test test-fast lint mlflow bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
+	bench-linking dist clean help
 
 help:
 	@echo "make demo       set up and run the pipeline end to end on the bundled fixtures"
 	@echo "make test       set up and run the whole test suite"
 	@echo "make test-fast  the suite without the heavy end-to-end tests"
 	@echo "make mlflow     serve the MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db"
-	@echo "make bench-ingest  ingest rate on generated records (N=$${N:-3000})"
+	@echo "make bench-ingest  ClinicalTrials.gov ingest rate on generated records (N=$${N:-3000})"
+	@echo "make bench-ingest-ictrp / bench-ingest-pubmed / bench-panorama / bench-linking  the other stages' rates"
 	@echo "make dist       dist/trialpanorama.zip for spark-submit --py-files"
 
 setup: $(VENV)/.installed .cache/ivy/.jars-ok .cache/test-data/.ok
@@ -58,6 +60,18 @@ mlflow: setup
 
 bench-ingest: setup
 	$(PY) benchmarks/bench_ingest.py --records $${N:-3000}
+
+bench-ingest-ictrp: setup
+	$(PY) benchmarks/bench_ingest_ictrp.py --records $${N:-3000}
+
+bench-ingest-pubmed: setup
+	$(PY) benchmarks/bench_ingest_pubmed.py
+
+bench-panorama: setup
+	$(PY) benchmarks/bench_import_panorama.py --studies $${N:-3000}
+
+bench-linking: setup
+	$(PY) benchmarks/bench_linking.py --names $${N:-5000}
 
 dist: setup
 	@mkdir -p dist && rm -f dist/trialpanorama.zip

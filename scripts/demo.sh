@@ -8,8 +8,13 @@ export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 STEPS=(
   "ingest ClinicalTrials.gov (every API v2 envelope, bad records included)|jobs/ingest_ctgov.py --input tests/fixtures/ctgov"
   "ingest WHO ICTRP exports (63-column CSV, header CSV, portal XML, registry feed XML)|jobs/ingest_ictrp.py --input tests/fixtures/ictrp"
+  "ingest PubMed/MEDLINE XML (trial papers, systematic reviews, deletions)|jobs/ingest_pubmed.py --input tests/fixtures/pubmed"
+  "import the published TrialPanorama database (parquet)|jobs/import_panorama.py --input tests/fixtures/panorama"
   "unify trials across registries|jobs/unify_trials.py"
   "relations: trial -> publication, review -> publication|jobs/build_relations.py"
+  "vocabularies: MeSH, drugs, ICD-10 (packaged real data)|jobs/load_vocabularies.py"
+  "link conditions to MeSH, drugs to DrugBank/MeSH|jobs/link_ontologies.py"
+  "linking precision/recall against NLM's own MeSH mapping|jobs/evaluate_linking.py --format table"
 )
 quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
