@@ -53,7 +53,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
         stdout=log, stderr=subprocess.STDOUT,
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded 2-core CI box can take minutes
     while True:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:

@@ -37,6 +37,7 @@ def gold_lake(tmp_path_factory, mlflow_server, spark):
     root = tmp_path_factory.mktemp("gold") / "lake"
     run_ingest(root, str(FIXTURES / "ctgov"))
     run_named_job("ingest_ictrp", root, "--input", str(FIXTURES / "ictrp"))
+    run_named_job("ingest_pubmed", root, "--input", str(FIXTURES / "pubmed"))
     unify_summary = run_named_job("unify_trials", root)
     rel_summary = run_named_job("build_relations", root)
     return str(root), unify_summary, rel_summary
@@ -72,9 +73,20 @@ def test_relations_from_registry_references(gold_lake, spark):
     root, _, r = gold_lake
     rel = lake.read_named(spark, root, "relations")
     assert r["edges_from_ctgov_references"] == 13
-    row = rel.where("tail_id = '31234567'").first()
+    row = rel.where("tail_id = '31234567' AND head_type = 'trial'").first()
     assert (row.head_type, row.tail_type, row.relation_type) == ("trial", "publication", "reported_in")
+    # the fixture review cites the same paper: a review -> publication edge, kept apart
+    assert rel.where("tail_id = '31234567' AND head_type = 'review'").first().relation_type == "cites"
     assert row.evidence[0].startswith("ctgov_reference:RESULT:NCT9")
+
+
+def test_relations_from_pubmed_databanks(gold_lake, spark):
+    root, _, r = gold_lake
+    assert r["edges_from_pubmed_trial_ids"] > 0
+    t1 = lake.read_named(spark, root, "trial_members").where("study_id = 'NCT90000001'").first().trial_uid
+    row = lake.read_named(spark, root, "relations").where(f"head_id = '{t1}' AND tail_id = '31234567'").first()
+    # PubMed's DataBankList and the registry's own reference agree on the same edge
+    assert "pubmed_databank:NCT90000001" in row.evidence and any(e.startswith("ctgov_reference") for e in row.evidence)
 
 
 def test_gold_reruns_commit_nothing(gold_lake, spark):

@@ -34,12 +34,14 @@ def ctgov_reference_edges(refs: DataFrame, members: DataFrame, cfg: dict[str, An
                  F.concat(F.lit("ctgov_reference:"), F.upper("reference_type"), F.lit(":"), F.col("study_id")))
 
 
-def publication_trial_edges(pubs: DataFrame, id_map: DataFrame, patterns: dict[str, str],
+def publication_trial_edges(trial_ids: DataFrame, id_map: DataFrame, patterns: dict[str, str],
                             cfg: dict[str, Any]) -> DataFrame:
-    """Paper -> trial links from PubMed's curated DataBankList and from ids written in the title/abstract."""
-    ids = pubs.select("pmid", F.explode("trial_ids").alias("t")).select(
-        "pmid", F.col("t.origin").alias("origin"), F.col("t.trial_id").alias("trial_id"),
-        registry_node(F.col("t.trial_id"), patterns).alias("registry_id"))
+    """Paper -> trial links from PubMed's curated DataBankList and from ids written in the title/abstract.
+
+    ``trial_ids`` is silver ``publication_trial_ids`` (one row per paper and registry id, with its origin).
+    """
+    ids = trial_ids.select("pmid", "origin", "trial_id",
+                           registry_node(F.col("trial_id"), patterns).alias("registry_id"))
     linked = ids.join(id_map.select("registry_id", "trial_uid"), "registry_id")
     return _edge(linked, "trial_uid", "trial", "pmid", "publication", cfg["relation_types"]["trial_publication"],
                  F.concat(F.lit("pubmed_"), F.col("origin"), F.lit(":"), F.col("trial_id")))
@@ -78,11 +80,13 @@ def build(spark: SparkSession, lake_root: str, cfg: dict[str, Any], patterns: di
     refs = read("study_references")
     if refs is not None:
         parts["ctgov_references"] = ctgov_reference_edges(refs, members.select("study_id", "trial_uid"), cfg)
-    pubs = read("publications") if "publications" in lake.TABLES else None
+    trial_ids = read("publication_trial_ids")
+    if trial_ids is not None:
+        parts["pubmed_trial_ids"] = publication_trial_edges(trial_ids, id_map, patterns, cfg)
+    pubs = read("publications")
     if pubs is not None:
-        parts["pubmed_trial_ids"] = publication_trial_edges(pubs, id_map, patterns, cfg)
         parts["review_citations"] = review_citation_edges(pubs, cfg)
-    panorama = read("panorama_relations") if "panorama_relations" in lake.TABLES else None
+    panorama = read("panorama_relations")
     if panorama is not None:
         parts["trialpanorama_published"] = panorama_edges(panorama)
     counts = {f"edges_from_{k}": v.count() for k, v in parts.items()}
