@@ -1,0 +1,203 @@
+"""End-to-end fine-tuning on a real local Ray cluster (2 CPU workers, DDP over gloo) and MLflow server.
+
+Each run is a separate ``python ray_apps/finetune.py`` process (the plain-python path) with its own
+private local cluster (``--address local``), so these tests never attach to another Ray cluster on the
+machine; the job-submission test starts its own head on free ports and stops exactly that head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_LAKE = ROOT / "tests" / "fixtures" / "train" / "lake"
+RECIPE = ROOT / "conf" / "train" / "tiny-cpu.yaml"
+PY = sys.executable
+ONE_STAGE = ("stages=[{name: sft, max_steps: %d, tasks: {arm_design: {weight: 1.0, version: 0}, "
+             "trial_completion_assessment: {weight: 1.0, version: null}}}]")
+
+pytestmark = pytest.mark.heavy
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """A lake (copy of the Spark-written fixture tables), and one model/cache shared by the runs."""
+    base = tmp_path_factory.mktemp("ft")
+    shutil.copytree(FIXTURE_LAKE, base / "lake")
+    return base
+
+
+def _args(work: Path, steps: int, *extra: str) -> list[str]:
+    return ["--config", str(RECIPE), "--lake", str(work / "lake"),
+            "--set", f"model.path={work / 'model'}", "--set", f"data.cache_dir={work / 'cache'}",
+            "--set", f"checkpoint.storage_path={work / 'runs'}", "--set", ONE_STAGE % steps,
+            "--set", "checkpoint.every_steps=3", "--set", "eval.every_steps=4", "--set", "eval.batches=2",
+            "--set", "data.max_seq_len=256", *extra]
+
+
+def _finetune(work: Path, steps: int, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([PY, str(ROOT / "ray_apps" / "finetune.py"), "--address", "local",
+                           *_args(work, steps, *extra)], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=work)
+
+
+def _summary(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_two_worker_run_crash_resubmit_mlflow(work, mlflow_server):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    name = ["--set", "run.name=e2e", "--set", "mlflow.registered_model=tp-tiny-test"]
+    # 1st submission dies at step 5 (rank 1 exits, no retries allowed): the driver fails ... (the
+    # sleep gives the controller time to register step 3's checkpoint before the crash)
+    crashed = _finetune(work, 8, *name, "--set", "checkpoint.max_failures=0", "--set", "debug.fail_at_step=5",
+                        "--set", "debug.step_sleep_s=1", "--set", f"debug.pid_dir={work / 'pids-e2e'}")
+    assert crashed.returncode != 0
+    assert (work / "runs" / "e2e-sft" / "checkpoint_0000003").is_dir()
+    # ... the same run name re-submitted resumes from its step-3 checkpoint and finishes all 8 steps
+    done = _summary(_finetune(work, 8, *name, "--set", f"debug.pid_dir={work / 'pids-e2e'}"))
+    resumed = json.loads((work / "pids-e2e" / "resumed_rank0.json").read_text())
+    assert resumed["step"] == 3
+    stage = done["stages"]["sft"]
+    assert stage["steps"] == 8 and stage["final_metrics"]["step"] == 8
+    ckpts = sorted(p.name for p in (work / "runs" / "e2e-sft").glob("checkpoint_0*"))
+    assert ckpts == ["checkpoint_0000006", "checkpoint_0000008"]  # keep: 2
+    hf = Path(stage["hf_dir"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
+        p.name for p in hf.iterdir()}
+
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("finetune").experiment_id],
+                              "tags.`trialpanorama.run_id` = 'e2e'")
+    assert len(runs) == 1 and runs[0].info.run_id == done["mlflow_run_id"]  # one run for both submissions
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "e2e"
+    assert run.data.tags["delta.input.arm_design.version"] == "0"
+    assert run.data.tags["delta.input.trial_completion_assessment.version"] == "0"
+    assert run.data.params["recipe.method"] == "full" and run.data.params["plan.global_batch"] == "16"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"tasks/arm_design",
+                                                                  "tasks/trial_completion_assessment"}
+    loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+    assert len({m.step for m in client.get_metric_history(run.info.run_id, "loss")}) == 8
+    assert sum(loss[-2:]) / 2 < sum(loss[:2]) / 2 - 0.3, loss  # from random init the loss must fall
+    for key in ("lr", "grad_norm", "tokens_per_s", "eval_loss"):
+        assert client.get_metric_history(run.info.run_id, key), key
+
+    # the registered model is exactly the trained folder, loadable like any HF checkpoint
+    versions = client.search_model_versions("name='tp-tiny-test'")
+    assert len(versions) == 1 and versions[0].run_id == run.info.run_id
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/tp-tiny-test/{versions[0].version}",
+                                                     dst_path=str(work / "dl")))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = local / "model"
+    tok = AutoTokenizer.from_pretrained(local / "components" / "tokenizer")
+    assert tok.chat_template == (hf / "chat_template.jinja").read_text()
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    import torch
+    from safetensors.torch import load_file
+
+    trained = load_file(str(hf / "model.safetensors"))
+    name0 = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(model.state_dict()[name0], trained[name0])
+
+
+def test_killed_worker_restarts_from_checkpoint(work):
+    """SIGKILL one training worker mid-run: FailureConfig restarts the group from the last checkpoint."""
+    pids = work / "pids-kill"
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "MLFLOW_TRACKING_URI": ""}
+    proc = subprocess.Popen([PY, str(ROOT / "ray_apps" / "finetune.py"), "--address", "local",
+                             *_args(work, 9, "--set", "run.name=kill", "--set", "mlflow.enabled=false",
+                                    "--set", f"debug.pid_dir={pids}", "--set", "debug.step_sleep_s=1.5",
+                                    "--set", "eval.every_steps=null")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
+    # Kill once step 3's checkpoint is registered (report() returned on both ranks, step 4 finished)
+    # and well before step 9.
+    progress = pids / "progress_rank0.json"
+    deadline = time.monotonic() + 400
+
+    def step() -> int:
+        try:
+            return json.loads(progress.read_text())["step"]
+        except (OSError, ValueError):
+            return 0
+
+    while step() < 4 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 4 <= step() < 9, f"worker progress {step()}"
+    victim = int((pids / "rank1.pid").read_text())
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=500)
+    assert proc.returncode == 0, err[-4000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["stages"]["sft"]["final_metrics"]["step"] == 9  # the same final step count
+    resumed = [json.loads(p.read_text()) for p in pids.glob("resumed_rank*.json")]
+    assert len(resumed) == 2 and all(r["step"] >= 3 for r in resumed)
+    assert int((pids / "rank1.pid").read_text()) != victim  # a new worker process took over
+
+
+def test_ray_job_submit(work):
+    """The entry point under `ray job submit` against a head started here (own ports, own process group)."""
+    ray_bin = str(Path(PY).parent / "ray")
+    port, dash = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="tpray", dir="/tmp")  # short: Ray's unix socket paths are length-limited
+    # A throwaway head on 127.0.0.1 only: token auth (on by default in 2.60) is switched off for it.
+    env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    # --block keeps `ray start` in the foreground; killing its process group stops exactly this head
+    # (`ray stop` would stop every Ray cluster of this user on the machine).
+    head = subprocess.Popen([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+                             "--dashboard-port", str(dash), "--node-ip-address", "127.0.0.1",
+                             "--temp-dir", temp, "--block"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{address}/api/version", timeout=2):
+                    break
+            except urllib.error.HTTPError:
+                break  # the dashboard answers (e.g. 401 under token auth): it is up
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "ray head did not start"
+                time.sleep(1)
+        args = _args(work, 3, "--set", "run.name=job", "--set", "mlflow.enabled=false",
+                     "--set", "eval.every_steps=null")
+        job = subprocess.run([ray_bin, "job", "submit", "--address", address, "--", PY,
+                              str(ROOT / "ray_apps" / "finetune.py"), *args],
+                             capture_output=True, text=True, timeout=600, env=env, cwd=work)
+        assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+        assert "succeeded" in (job.stdout + job.stderr)
+        assert json.loads((work / "runs" / "_stages" / "job-sft.json").read_text())["steps"] == 3
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
