@@ -11,8 +11,8 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup demo test test-fast lint mlflow bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
-	bench-linking dist clean help
+.PHONY: setup demo test test-fast lint mlflow serve bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
+	bench-linking bench-pipeline bench-train bench-infer dist clean help
 
 help:
 	@echo "make demo       set up and run the pipeline end to end on the bundled fixtures"
@@ -21,6 +21,10 @@ help:
 	@echo "make mlflow     serve the MLflow UI on 127.0.0.1:$(MLFLOW_PORT) over ./mlflow.db"
 	@echo "make bench-ingest  ClinicalTrials.gov ingest rate on generated records (N=$${N:-3000})"
 	@echo "make bench-ingest-ictrp / bench-ingest-pubmed / bench-panorama / bench-linking  the other stages' rates"
+	@echo "make bench-pipeline  every stage on generated worlds (SIZES='16000 160000'), Spark vs DuckDB"
+	@echo "make bench-train     Ray Train vs plain-loop tokens/s, packing on/off (STEPS=20)"
+	@echo "make bench-infer     Ray Data hf inference vs a plain loop (N=200; N=1000 / 10000 for the report)"
+	@echo "make serve           OpenAI-compatible server for a project checkpoint on 127.0.0.1:$${PORT:-8000}"
 	@echo "make dist       dist/trialpanorama.zip for spark-submit --py-files"
 
 setup: $(VENV)/.installed .cache/ivy/.jars-ok .cache/test-data/.ok
@@ -72,6 +76,18 @@ bench-panorama: setup
 
 bench-linking: setup
 	$(PY) benchmarks/bench_linking.py --names $${N:-5000}
+
+bench-pipeline: setup
+	$(PY) benchmarks/bench_pipeline.py --sizes $${SIZES:-16000 160000} --set spark.master=local[*]
+
+bench-train: setup
+	$(PY) benchmarks/bench_train.py --steps $${STEPS:-20} --warmup 3
+
+bench-infer: setup
+	$(PY) benchmarks/bench_infer.py --prompts $${N:-200}
+
+serve: setup
+	$(PY) ray_apps/serve.py --config conf/bench/tiny-cpu.yaml --port $${PORT:-8000}
 
 dist: setup
 	@mkdir -p dist && rm -f dist/trialpanorama.zip

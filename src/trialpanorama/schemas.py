@@ -321,6 +321,38 @@ TABLES: dict[str, TableSpec] = {
             " settings the row was computed with (rows of another version are recomputed).",
     ),
     # ---- end vocabularies ----
+    # ---- tasks (issue 6) ----
+    **{
+        task: TableSpec(
+            "tasks",
+            _ddl("""sample_id STRING NOT NULL, task STRING, task_version STRING, split STRING, input STRING,
+                 reference STRING, messages ARRAY<STRUCT<role: STRING, content: STRING>>, answer STRING,
+                 trial_uids ARRAY<STRING>, pmids ARRAY<STRING>, source_key STRING"""),
+            ("sample_id",),
+            doc=f"Samples of task {task} (src/trialpanorama/tasks/{task}.py): input/reference as JSON, the chat"
+                " prompt, the reference answer text, and the trial_uids/PMIDs each sample is built from;"
+                " source_key = the trial_uid or review PMID the sample is about.",
+        )
+        for task in (
+            "study_search", "study_screening", "evidence_summary", "arm_design", "eligibility_criteria_design",
+            "endpoint_design", "sample_size_estimation", "trial_completion_assessment",
+        )
+    },
+    # ---- end tasks ----
+    # ---- bench (issue 8) ----
+    "predictions": TableSpec(
+        "bench",
+        _ddl("""run_id STRING NOT NULL, model STRING NOT NULL, task STRING NOT NULL, sample_id STRING NOT NULL,
+             task_version STRING, dataset_version BIGINT, backend STRING, model_source STRING, raw_output STRING,
+             parsed STRING, reference STRING, score DOUBLE, correct BOOLEAN, unparseable BOOLEAN, error STRING,
+             tokens_in BIGINT, tokens_out BIGINT, latency_s DOUBLE, created_at TIMESTAMP"""),
+        ("run_id", "model", "task", "sample_id"),
+        doc="One benchmark answer per (run_id, model, task, sample_id): raw output, parsed answer (JSON), the"
+            " sample's reference, its score on the task's headline metric (correct = score 1), unparseable and"
+            " error flags, tokens and latency; dataset_version = the test table's Delta version. Written by"
+            " trialpanorama.bench.store (delta-rs MERGE; a resumed run skips keys already present).",
+    ),
+    # ---- end bench ----
 }
 
 SILVER_CHILD_TABLES = (
