@@ -26,10 +26,13 @@ def main(argv: list[str] | None = None) -> dict:
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)"
     )
     p.add_argument("--config", default=None, help="synth YAML (default: conf/synth.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a synth config key (dotted), e.g. --set cross_registration.share=0.2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     a = p.parse_args(argv)
     result = generate(
-        a.records, a.seed, a.out, workers=a.workers, config=a.config, show_progress=not a.no_progress
+        a.records, a.seed, a.out, workers=a.workers, config=a.config, show_progress=not a.no_progress,
+        overrides=a.overrides,
     )
     summary = {"job": "generate_world", "out": a.out, **{k: v for k, v in result.items() if k != "files"}}
     print(json.dumps(summary, default=str), flush=True)

@@ -24,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--lake", default=None, help="lake root holding bench/predictions; overrides lake.root")
     ap.add_argument("--run-id", action="append", default=[], help="more runs to put on the board")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides + ([f"lake.root={args.lake}"] if args.lake else []))
     spec = load_bench(cfg)
     index = spec.search_index
     if not index and "study_search" in spec.tasks:

@@ -3,13 +3,13 @@
 # formats (jobs/generate_world.py, deterministic for its seed) -> ingest -> unify -> relations -> linking ->
 # task sets -> Ray Train fine-tuning of a tiny model -> Ray Data benchmark and leaderboard.
 # Each step is one job as a user would run it; its one-line JSON result is printed after its progress.
-# DEMO_TRIALS (default 1500) sizes the world; re-running on the same world changes no table.
+# DEMO_TRIALS (default 1000) sizes the world; re-running on the same world changes no table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 WORLD=.cache/demo-world
-TRIALS=${DEMO_TRIALS:-1500}
+TRIALS=${DEMO_TRIALS:-1000}
 RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"
 STEPS=(
   "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)|jobs/generate_world.py --records $TRIALS --seed 7 --out $WORLD --workers 2"
@@ -32,6 +32,7 @@ STEPS=(
 )
 quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
+rm -rf "$WORLD"   # the generator writes into an empty folder; the same seed writes byte-identical files
 n=${#STEPS[@]}; i=0; t0=$SECONDS
 for step in "${STEPS[@]}"; do
   i=$((i + 1))

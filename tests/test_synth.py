@@ -350,3 +350,10 @@ def test_ingest_rejects_exactly_the_planted_records(tmp_path, mlflow_server, spa
                 hit = [r for r in got if r.source_file.endswith(p["file"]) and p["marker"] in (r.raw or "")]
             assert len(hit) == 1, (p, [(r.source_file, r.reason) for r in got])
     assert summaries["ictrp"].get("unmapped_values", {}).keys() <= {"target_size", "date"}, summaries["ictrp"]
+
+
+def test_set_overrides_reach_the_settings_and_their_hash():
+    plain = load_settings()
+    tuned = load_settings(None, ["shard_size=123"])
+    assert tuned["shard_size"] == 123 and plain["shard_size"] != 123
+    assert tuned["_hash"] != plain["_hash"]

@@ -11,24 +11,29 @@ import hashlib
 import itertools
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from trialpanorama.config import apply_overrides
+
 T = TypeVar("T")
 DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "conf" / "synth.yaml"
 
 
-def load_settings(path: str | Path | None = None) -> dict[str, Any]:
-    """The synth config as a dict; relative paths inside it are resolved against the repository root (as in conf/linking.yaml)."""
+def load_settings(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """The synth config as a dict, with ``key=value`` overrides applied (``--set`` of jobs/generate_world.py);
+    relative paths inside it are resolved against the repository root (as in conf/linking.yaml).
+    The overrides enter the config hash, so a world generated with them is told apart."""
     p = Path(path) if path else DEFAULT_CONFIG
-    conf = yaml.safe_load(p.read_text())
+    overrides = tuple(overrides)
+    conf = apply_overrides(yaml.safe_load(p.read_text()) or {}, overrides)
     tsv = Path(conf["vocabulary"]["mesh_tree_tsv"])
     conf["vocabulary"]["mesh_tree_tsv"] = str(tsv if tsv.is_absolute() else (p.parent.parent / tsv).resolve())
     conf["_source"] = str(p)
-    conf["_hash"] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+    conf["_hash"] = hashlib.sha256(p.read_bytes() + "\n".join(overrides).encode()).hexdigest()[:16]
     return conf
 
 

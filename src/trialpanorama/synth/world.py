@@ -15,6 +15,7 @@ import multiprocessing as mp
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +70,10 @@ def generate(
     workers: int = 1,
     config: str | Path | None = None,
     show_progress: bool = True,
+    overrides: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Write a world of ``records`` trials under ``out``; returns the manifest (also written as manifest.json)."""
-    conf = load_settings(config)
+    conf = load_settings(config, overrides)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"output folder is not empty: {out}")
