@@ -103,6 +103,8 @@ def test_unpacked_batches_are_padded_with_a_mask():
 def ray_local():
     import ray
 
+    if ray.is_initialized():  # an earlier module's driver connection must not be reused here
+        ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     yield
     ray.shutdown()

@@ -188,9 +188,15 @@ def test_ray_job_submit(work):
                 time.sleep(1)
         args = _args(work, 3, "--set", "run.name=job", "--set", "mlflow.enabled=false",
                      "--set", "eval.every_steps=null")
-        job = subprocess.run([ray_bin, "job", "submit", "--address", address, "--", PY,
-                              str(ROOT / "ray_apps" / "finetune.py"), *args],
-                             capture_output=True, text=True, timeout=600, env=env, cwd=work)
+        # The dashboard answers before the head's job agent is up; Ray says so with "No available agent".
+        agent_deadline = time.monotonic() + 180
+        while True:
+            job = subprocess.run([ray_bin, "job", "submit", "--address", address, "--", PY,
+                                  str(ROOT / "ray_apps" / "finetune.py"), *args],
+                                 capture_output=True, text=True, timeout=600, env=env, cwd=work)
+            if "No available agent" not in job.stdout + job.stderr or time.monotonic() > agent_deadline:
+                break
+            time.sleep(5)
         assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
         assert "succeeded" in (job.stdout + job.stderr)
         assert json.loads((work / "runs" / "_stages" / "job-sft.json").read_text())["steps"] == 3
