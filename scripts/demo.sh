@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
+export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}"  # absolute: Ray workers run elsewhere
 WORLD=.cache/demo-world
 TRIALS=${DEMO_TRIALS:-1000}
 RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"

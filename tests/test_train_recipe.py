@@ -102,3 +102,12 @@ def test_run_name_is_stable_and_changes_with_the_recipe():
 def test_steps_for_epochs():
     assert steps_for_epochs(3, 1000, micro=1, world=8, accum=2) == 188  # ceil(3000 / 16)
     assert steps_for_epochs(0.01, 10, micro=4, world=2, accum=2) == 1
+
+
+def test_relative_sqlite_tracking_uri_is_pinned_for_workers(tmp_path, monkeypatch):
+    from trialpanorama.train.run import absolute_sqlite_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_sqlite_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert absolute_sqlite_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_sqlite_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

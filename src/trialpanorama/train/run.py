@@ -52,6 +52,15 @@ def init_ray(address: str | None, num_cpus: int | None) -> None:
 
 # ---------------------------------------------------------------- MLflow (driver) ------------------------
 
+def absolute_sqlite_uri(uri: str | None) -> str | None:
+    """``sqlite:///mlflow.db`` names a file relative to the current directory; Ray workers run in another one,
+    so they would open a different, empty store and not find the driver's run. Pin it to the driver's path."""
+    prefix = "sqlite:///"
+    if uri and uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 class DriverTracking:
     """The run's MLflow record: params, lineage, final model. Metrics come from rank 0 of the workers."""
 
@@ -59,7 +68,7 @@ class DriverTracking:
         import mlflow
 
         self.enabled = bool(cfg.get("mlflow.enabled", True))
-        self.uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.get("mlflow.tracking_uri")
+        self.uri = absolute_sqlite_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.get("mlflow.tracking_uri"))
         self.run_id: str | None = None
         if not self.enabled or not self.uri:
             self.enabled = False
