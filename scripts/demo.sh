@@ -10,9 +10,12 @@ PY=.venv/bin/python
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}"  # absolute: Ray workers run elsewhere
 WORLD=.cache/demo-world
 TRIALS=${DEMO_TRIALS:-1000}
+# The real ratio (8K reviews over 1.6M trials, conf/synth.yaml: 6 per 1,000) gives a 1,000-trial world 6 reviews:
+# too few for the three review tasks to have a test set and a training set, so the demo world has 5x more.
+REVIEWS=${DEMO_REVIEWS_PER_1000:-30}
 RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"
 STEPS=(
-  "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)|jobs/generate_world.py --records $TRIALS --seed 7 --out $WORLD --workers 2"
+  "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)|jobs/generate_world.py --records $TRIALS --seed 7 --out $WORLD --workers 2 --set publications.reviews_per_1000_trials=$REVIEWS"
   "ingest ClinicalTrials.gov (bulk ctg-studies.json.zip, planted bad records included)|jobs/ingest_ctgov.py --input $WORLD/ctgov"
   "ingest WHO ICTRP exports (63-column CSV, portal XML)|jobs/ingest_ictrp.py --input $WORLD/ictrp"
   "ingest PubMed/MEDLINE XML (trial papers, systematic reviews)|jobs/ingest_pubmed.py --input $WORLD/pubmed"

@@ -39,6 +39,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# MLflow 3's server starts a huey job runner (four consumer processes, ~280 MB each) for GenAI evaluation jobs
+# that nothing here uses; on a 2-core box they cost every test session seconds of start-up and memory.
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real ``mlflow server`` process; MLFLOW_TRACKING_URI points every job at it."""
@@ -50,7 +55,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
         [exe, "server", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
          "--artifacts-destination", str(home / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **MLFLOW_SERVER_ENV},
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # a loaded 2-core CI box can take minutes

@@ -190,3 +190,26 @@ def test_split_sizes_and_determinism():
     a = split.choose_test("arm_design", "trial", recs, cfg)
     assert a == split.choose_test("endpoint_design", "trial", list(reversed(recs)), cfg)  # same trials, any order
     assert len(a) == 10 and a != split.choose_test("arm_design", "trial", recs, {**cfg, "split": {**cfg["split"], "seed": 2}})
+
+
+def test_split_keeps_reviews_and_their_trials_together():
+    """Test reviews pull their trials into the trial tasks' test split; training reviews keep theirs."""
+    from trialpanorama.tasks import split
+    from trialpanorama.tasks.base import Record
+
+    cfg = {"split": {"seed": 3, "test_size": {"study_search": 2, "default": 6}, "max_test_fraction": 0.5}}
+    reviews = [Record(f"r{i}", [f"t{3 * i}", f"t{3 * i + 1}"], [f"p{i}"], {}) for i in range(8)]  # 16 trials cited
+    trials = [Record(f"t{i}", [f"t{i}"], [], {}) for i in range(40)]
+    keys = split.choose_tests({"study_search": "review", "arm_design": "trial"},
+                              {"study_search": reviews, "arm_design": trials}, cfg)
+    test_reviews = [r for r in reviews if r.key in keys["study_search"]]
+    assert len(test_reviews) == 2 and len(keys["arm_design"]) == 6
+    cited_by_test = {u for r in test_reviews for u in r.trial_uids}
+    assert cited_by_test <= keys["arm_design"]  # tier 0 first
+    cited_by_train = {u for r in reviews if r not in test_reviews for u in r.trial_uids}
+    assert not keys["arm_design"] & cited_by_train  # enough uncited trials: no training review is lost
+    # the plain hash split of the same trials would have hit training reviews (what the tiers prevent)
+    plain = split.choose_test("arm_design", "trial", trials, cfg)
+    assert plain != keys["arm_design"]
+    assert keys == split.choose_tests({"study_search": "review", "arm_design": "trial"},
+                                      {"study_search": list(reversed(reviews)), "arm_design": trials[::-1]}, cfg)

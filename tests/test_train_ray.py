@@ -207,3 +207,23 @@ def test_ray_job_submit(work):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_lora_run_trains_adapters_and_exports_a_merged_model(work):
+    """method: lora through peft on the same loop: only adapters train; the export is a plain merged HF model."""
+    import torch
+    from safetensors.torch import load_file
+
+    done = _summary(_finetune(work, 3, "--set", "run.name=lora", "--set", "mlflow.enabled=false",
+                              "--set", "method=lora", "--set", "lora={r: 4, alpha: 8, dropout: 0.0, "
+                              "target_modules: [q_proj, v_proj]}", "--set", "eval.every_steps=null",
+                              "--set", "optim.lr=5.0e-2"))
+    hf = Path(done["stages"]["sft"]["hf_dir"])
+    assert (hf.parent / "adapter" / "adapter_config.json").exists()
+    merged = load_file(str(hf / "model.safetensors"))
+    assert not [k for k in merged if "lora" in k]  # merged: no adapter tensors left
+    base = load_file(str(work / "model" / "model.safetensors"))
+    q = "model.layers.0.self_attn.q_proj.weight"
+    frozen = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(merged[frozen], base[frozen])  # untouched by LoRA
+    assert not torch.equal(merged[q], base[q])  # B @ A merged into the targeted projection

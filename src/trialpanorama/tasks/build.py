@@ -109,7 +109,7 @@ def assemble_all(ctx: BuildContext, names: list[str]) -> tuple[dict[str, list[di
     cfg = ctx.cfg
     mods = {n: load_task(n) for n in names}
     recs: dict[str, list[Record]] = {n: sorted(m.collect(ctx), key=lambda r: r.key) for n, m in mods.items()}
-    test_keys = {n: split.choose_test(n, mods[n].KIND, recs[n], cfg) for n in names}
+    test_keys = split.choose_tests({n: mods[n].KIND for n in names}, recs, cfg)
     rows: dict[str, list[dict]] = {n: [] for n in names}
     stats: dict[str, dict[str, int]] = {n: {"candidates": len(recs[n]), "test": 0, "train": 0,
                                             "dropped_leak": 0, "dropped_assembly": 0} for n in names}

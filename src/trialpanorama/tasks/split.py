@@ -9,6 +9,13 @@ only from the rest. Hence no trial (by trial_uid, so cross-registered duplicates
 publication of any test sample appears in any training sample of any task; ``jobs/check_leakage.py``
 proves it on the written tables.
 
+Reviews and trials are linked (a review includes trials), so the two kinds are split together: review
+tasks choose their test reviews first, and trial tasks then rank trials in three tiers before the hash:
+(0) trials a test review includes, (1) trials no review includes, (2) trials a training review includes.
+Without the tiers a 20% trial test split hits most reviews (a review with 5 included trials keeps all of
+them in training with probability 0.8^5 = 0.33), and every review touching a test trial is lost to
+training; with them, training reviews lose only the trials they share with test reviews.
+
 ``n_test`` is the configured test size (the study's: 100 reviews for search/screening, 1,000 otherwise),
 or ``max_test_fraction`` of the candidates on a lake too small for it (at least one when there are two).
 """
@@ -16,6 +23,7 @@ or ``max_test_fraction`` of the candidates on a lake too small for it (at least 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from trialpanorama.tasks.base import Record, unit
@@ -38,11 +46,31 @@ def rank_key(rec: Record, kind: str, seed: Any) -> tuple[float, str]:
     return unit(seed, kind, rec.key), rec.key
 
 
-def choose_test(task: str, kind: str, records: list[Record], cfg: dict[str, Any]) -> set[str]:
-    """Keys of a task's test samples: its ``n_test`` lowest-hash candidates."""
+def choose_test(task: str, kind: str, records: list[Record], cfg: dict[str, Any],
+                tier: Callable[[str], int] | None = None) -> set[str]:
+    """Keys of a task's test samples: its ``n_test`` lowest (tier, hash) candidates."""
     seed = cfg["split"]["seed"]
-    ranked = sorted(records, key=lambda r: rank_key(r, kind, seed))
+    ranked = sorted(records, key=lambda r: ((tier(r.key) if tier else 0), *rank_key(r, kind, seed)))
     return {r.key for r in ranked[:n_test(len(records), task, cfg)]}
+
+
+def choose_tests(kinds: dict[str, str], records: dict[str, list[Record]],
+                 cfg: dict[str, Any]) -> dict[str, set[str]]:
+    """Test keys of every task: review tasks by hash first, then trial tasks in the tiers of the docstring."""
+    out = {n: choose_test(n, k, records[n], cfg) for n, k in kinds.items() if k != "trial"}
+    in_test: set[str] = set()
+    in_train: set[str] = set()
+    for n, keys in out.items():
+        for r in records[n]:
+            (in_test if r.key in keys else in_train).update(r.trial_uids)
+
+    def tier(trial_uid: str) -> int:
+        return 0 if trial_uid in in_test else 2 if trial_uid in in_train else 1
+
+    for n, k in kinds.items():
+        if k == "trial":
+            out[n] = choose_test(n, k, records[n], cfg, tier)
+    return out
 
 
 def touches(trial_uids: list[str], pmids: list[str], barred_trials: set[str], barred_pmids: set[str]) -> bool:

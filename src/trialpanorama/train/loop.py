@@ -154,6 +154,11 @@ def export_hf(folder: Path, model: torch.nn.Module, inner: torch.nn.Module, cfg:
     if rank != 0:
         return
     hf = folder / "hf"
+    if cfg["method"] == "lora" and state_dict is None:
+        # The adapter alone for users who ship adapters, and the merged model as the stage's output: the next
+        # stage, the registry and the benchmark then load one ordinary HF folder, whatever the method.
+        inner.save_pretrained(folder / "adapter")
+        inner = inner.merge_and_unload()
     inner.save_pretrained(hf, state_dict=state_dict)
     tok = load_tokenizer(cfg["tokenizer_path"], cfg.get("chat_template"))
     tok.save_pretrained(hf)
@@ -389,6 +394,12 @@ class RankZeroLogger:
 
     Uses the client API with an explicit run id: no global "active run" in the worker, so a restarted
     worker group keeps appending to the same run instead of creating a duplicate (ray#64253).
+
+    A restart (worker lost, driver re-submitted) resumes from the last checkpoint and replays the steps
+    after it, which the lost attempt may already have logged; MLflow keeps every logged value, so the
+    history would hold those steps twice. Each key's logged steps are therefore read back once per worker
+    process and a step already there is not logged again: the history keeps one value per step, and the
+    replayed steps (same weights, data position and RNG as the first time) add nothing new.
     """
 
     def __init__(self, cfg: dict[str, Any]):
@@ -401,6 +412,12 @@ class RankZeroLogger:
             self.run_id = m["run_id"]
         self.offset = int(m.get("step_offset", 0))
         self.prefix = str(m.get("prefix", ""))
+        self._logged: dict[str, set[int]] = {}
+
+    def _already(self, key: str) -> set[int]:
+        if key not in self._logged:
+            self._logged[key] = {int(x.step) for x in self.client.get_metric_history(self.run_id, key)}
+        return self._logged[key]
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.client is None:
@@ -408,5 +425,10 @@ class RankZeroLogger:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[
-            Metric(f"{self.prefix}{k}", float(v), ts, self.offset + step) for k, v in metrics.items()])
+        at = self.offset + step
+        fresh = [Metric(f"{self.prefix}{k}", float(v), ts, at) for k, v in metrics.items()
+                 if at not in self._already(f"{self.prefix}{k}")]
+        if fresh:
+            self.client.log_batch(self.run_id, metrics=fresh)
+            for m in fresh:
+                self._logged[m.key].add(at)
