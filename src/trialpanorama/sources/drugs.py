@@ -29,6 +29,8 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from trialpanorama.sources.duplicates import first_per_key
+
 SOURCE_DRUGBANK = "drugbank_csv"
 SOURCE_DICTIONARY = "drug_dictionary"
 DRUGBANK_ID = re.compile(r"^DB\d{5}$")
@@ -154,7 +156,7 @@ def _parse_drugbank(batches: Iterator[Any]) -> Iterator[Any]:
                 row = dict.fromkeys(cols)
                 row.update(raw=line, reason=reason)
             else:
-                row.update(raw=None, reason=None)
+                row.update(raw=line, reason=None)  # kept until duplicates are resolved
             out.append({**row, "source_file": source_file})
         yield pd.DataFrame(out, columns=cols)
 
@@ -163,6 +165,6 @@ def read_drugbank(spark: SparkSession, files: list[str]) -> tuple[DataFrame, Dat
     """(rows, rejects) from DrugBank open vocabulary CSV files."""
     lines = spark.read.text(files).select(F.col("_metadata.file_path").alias("source_file"), "value")
     parsed = lines.mapInPandas(_parse_drugbank, f"{ROW_DDL}, raw STRING, reason STRING")
-    rows = parsed.where("reason IS NULL").drop("raw", "reason")
-    rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason")
-    return rows, rejects
+    rows, dups = first_per_key(parsed.where("reason IS NULL").drop("reason"), ["source", "drug_key"], "DrugBank id")
+    rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason").unionByName(dups)
+    return rows.drop("raw"), rejects

@@ -25,6 +25,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from trialpanorama.sources.duplicates import first_per_key
+
 TREE_NUMBER = re.compile(r"^[A-Z]\d{2}(\.\d{3})*$")
 MESH_UI = re.compile(r"^[CDQ]\d{6}(\d{3})?$")
 
@@ -143,8 +145,9 @@ def read_xml(spark: SparkSession, files: list[str], kind: str) -> tuple[DataFram
     truncated = closed.where("closed = 0").select(
         "source_file", F.lit(None).cast("string").alias("raw"),
         F.lit(f"truncated file: no closing {spec.closing_set}").alias("reason"))
-    rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason").unionByName(truncated)
-    records = parsed.where("reason IS NULL")
+    records, dups = first_per_key(parsed.where("reason IS NULL"), ["mesh_ui"], "MeSH UI")
+    rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason").unionByName(truncated) \
+        .unionByName(dups)
     return records, rejects
 
 
