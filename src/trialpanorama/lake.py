@@ -8,8 +8,11 @@ Hadoop-compatible URI (``s3a://``, ``abfss://``, ``hdfs://``, ``file:``) works a
 from __future__ import annotations
 
 import os
+import random
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,10 @@ DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+# lake.commit_retries / lake.commit_retry_backoff_s (conf/pipeline.yaml) travel in the session's conf, so
+# the write functions below, which only get a session, honour the job's config.
+RETRIES_CONF = "spark.trialpanorama.lake.commitRetries"
+BACKOFF_CONF = "spark.trialpanorama.lake.commitRetryBackoffS"
 
 
 # --------------------------------------------------------------------------------------------- Java
@@ -67,6 +74,20 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def _submitted_conf_keys() -> set[str]:
+    """The keys spark-submit already set (``--conf``, ``--properties-file``); empty under plain python.
+
+    The JVM spark-submit started holds them as system properties; ``SparkConf()`` reads them once the
+    Python side is attached to that JVM (``_ensure_initialized`` attaches, it starts nothing new here).
+    """
+    if not _under_spark_submit():
+        return set()
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return {k for k, _ in SparkConf().getAll()}
+
+
 def get_spark(cfg: Config, app_name: str | None = None) -> SparkSession:
     """A SparkSession with Delta enabled.
 
@@ -77,8 +98,12 @@ def get_spark(cfg: Config, app_name: str | None = None) -> SparkSession:
     builder = SparkSession.builder.appName(app_name or cfg.get("spark.app_name", "trialpanorama"))
     for key, value in DELTA_CONF.items():
         builder = builder.config(key, value)
+    submitted = _submitted_conf_keys()
     for key, value in (cfg.get("spark.conf") or {}).items():
-        builder = builder.config(key, str(value))
+        if key not in submitted:  # a cluster's --conf / spark-defaults.conf beat pipeline.yaml's laptop defaults
+            builder = builder.config(key, str(value))
+    builder = builder.config(RETRIES_CONF, str(int(cfg.get("lake.commit_retries", 0))))
+    builder = builder.config(BACKOFF_CONF, str(float(cfg.get("lake.commit_retry_backoff_s", 1.0))))
 
     resolving = False
     if not _under_spark_submit():
@@ -177,6 +202,53 @@ def _create(df: DataFrame, uri: str, table: str) -> None:
     writer.save(uri)
 
 
+# ------------------------------------------------------------------------------------ commit retry
+# Delta's optimistic concurrency: a commit that lost to a concurrent one on the same table raises one of
+# these (Java names; PySpark surfaces them as delta.exceptions.* or inside a Py4J/Spark error).
+_CONFLICTS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+              "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+              "ProtocolChangedException", "DeltaConcurrentModificationException")
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """True when ``exc`` is Delta refusing a commit because another writer committed first."""
+    try:
+        from delta.exceptions import DeltaConcurrentModificationException
+
+        if isinstance(exc, DeltaConcurrentModificationException):
+            return True
+    except ImportError:  # pragma: no cover - delta-spark is a dependency
+        pass
+    text = f"{type(exc).__name__}: {exc}"
+    return any(name in text for name in _CONFLICTS)
+
+
+def with_commit_retry(spark: SparkSession, table: str, write: Callable[[], None]) -> int:
+    """Run ``write`` (one whole idempotent write: existence check, then create or MERGE) until it commits.
+
+    A lost commit wrote nothing visible (Delta commits are all-or-nothing), and every write here is a MERGE
+    on keys or a create-then-MERGE, so running it again against the winner's version gives the same table
+    as if the two writers had run one after the other. Bounded (lake.commit_retries) with jittered
+    exponential backoff, so two writers do not collide again in lockstep. Returns the retries used.
+    """
+    retries = int(spark.conf.get(RETRIES_CONF, "0"))
+    backoff = float(spark.conf.get(BACKOFF_CONF, "1.0"))
+    attempt = 0
+    while True:
+        try:
+            write()
+            return attempt
+        except Exception as exc:
+            if attempt >= retries or not is_commit_conflict(exc):
+                raise
+            attempt += 1
+            wait = backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            print(f"lake: {table}: concurrent commit ({first}); retry {attempt}/{retries} in {wait:.1f}s",
+                  file=sys.stderr, flush=True)
+            time.sleep(wait)
+
+
 @dataclass
 class WriteResult:
     table: str
@@ -202,9 +274,11 @@ def upsert(spark: SparkSession, lake_root: str, table: str, df: DataFrame,
         df = df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
     else:
         df = df.dropDuplicates(list(spec.keys))
-    if not table_exists(spark, uri):
-        _create(df, uri, table)
-    else:
+
+    def write() -> None:
+        if not table_exists(spark, uri):
+            _create(df, uri, table)
+            return
         from delta.tables import DeltaTable
 
         on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
@@ -212,6 +286,8 @@ def upsert(spark: SparkSession, lake_root: str, table: str, df: DataFrame,
         if hash_col in df.columns:
             merge = merge.whenMatchedUpdateAll(condition=f"NOT (t.`{hash_col}` <=> s.`{hash_col}`)")
         merge.whenNotMatchedInsertAll().execute()
+
+    with_commit_retry(spark, table, write)
     return WriteResult(table, uri, table_version(spark, uri), -1)
 
 
@@ -225,9 +301,6 @@ def replace_for_keys(spark: SparkSession, lake_root: str, table: str, rows: Data
     """
     uri = table_uri(lake_root, table)
     rows = _conform(rows, table)
-    if not table_exists(spark, uri):
-        _create(rows, uri, table)
-        return WriteResult(table, uri, table_version(spark, uri), -1)
     from delta.tables import DeltaTable
 
     new_rows = rows.withColumn("_merge_key", F.lit(None).cast("string")).withColumn("_is_row", F.lit(True))
@@ -237,13 +310,20 @@ def replace_for_keys(spark: SparkSession, lake_root: str, table: str, rows: Data
     markers = markers.withColumn("_is_row", F.lit(False)).select(new_rows.columns)
     source = new_rows.unionByName(markers)
     cols = {f.name: f"s.`{f.name}`" for f in TABLES[table].schema.fields}
-    (
-        DeltaTable.forPath(spark, uri).alias("t")
-        .merge(source.alias("s"), f"t.`{key}` = s._merge_key")
-        .whenMatchedDelete()
-        .whenNotMatchedInsert(condition="s._is_row", values=cols)
-        .execute()
-    )
+
+    def write() -> None:
+        if not table_exists(spark, uri):
+            _create(rows, uri, table)
+            return
+        (
+            DeltaTable.forPath(spark, uri).alias("t")
+            .merge(source.alias("s"), f"t.`{key}` = s._merge_key")
+            .whenMatchedDelete()
+            .whenNotMatchedInsert(condition="s._is_row", values=cols)
+            .execute()
+        )
+
+    with_commit_retry(spark, table, write)
     return WriteResult(table, uri, table_version(spark, uri), -1)
 
 
@@ -308,22 +388,31 @@ def sync_snapshot(spark: SparkSession, lake_root: str, table: str, df: DataFrame
     spec = TABLES[table]
     uri = table_uri(lake_root, table)
     df = _conform(df, table).dropDuplicates(list(spec.keys))
-    if not table_exists(spark, uri):
-        _create(df, uri, table)
-        return WriteResult(table, uri, table_version(spark, uri), -1)
-    current = read_table(spark, uri)
-    if df.exceptAll(current).isEmpty() and current.exceptAll(df).isEmpty():
-        return None
     from delta.tables import DeltaTable
 
     on = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
     others = [f.name for f in spec.schema.fields if f.name not in spec.keys]
     differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in others) or "false"
-    (
-        DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), on)
-        .whenMatchedUpdateAll(condition=differs)
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete()
-        .execute()
-    )
+    wrote = []
+
+    def write() -> None:
+        if not table_exists(spark, uri):
+            _create(df, uri, table)
+            wrote.append(True)
+            return
+        current = read_table(spark, uri)
+        if df.exceptAll(current).isEmpty() and current.exceptAll(df).isEmpty():
+            return
+        (
+            DeltaTable.forPath(spark, uri).alias("t").merge(df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=differs)
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete()
+            .execute()
+        )
+        wrote.append(True)
+
+    with_commit_retry(spark, table, write)
+    if not wrote:
+        return None
     return WriteResult(table, uri, table_version(spark, uri), -1)
