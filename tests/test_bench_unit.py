@@ -174,3 +174,19 @@ def test_published_numbers_match_the_paper_and_leaderboard_renders(tmp_path):
     assert "| Llama-70B | published zero-shot | 25.1 | 33.3 |" in md
     assert (tmp_path / "leaderboard.png").read_bytes()[:4] == b"\x89PNG" and paths["json"].endswith(".json")
     assert yaml.safe_load((ROOT / "conf" / "published_results.yaml").read_text())["scale"] == "percent"
+
+
+def test_a_pool_holding_every_cpu_is_refused_not_left_hanging():
+    import ray
+
+    from trialpanorama.bench.runner import _check_room
+
+    if ray.is_initialized():  # another test's cluster: this one needs exactly one CPU
+        ray.shutdown()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, object_store_memory=96 * 2**20)
+    try:
+        with pytest.raises(ValueError, match="needs 1 CPUs of the cluster's 1"):
+            _check_room("tiny", 1.0)
+        _check_room("tiny", 0.5)  # room left for the read and scoring tasks
+    finally:
+        ray.shutdown()

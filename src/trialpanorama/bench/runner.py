@@ -207,6 +207,7 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
         pool, batch_size = int(opts.pop("pool_size")), int(opts.pop("batch_size"))
         num_cpus = float(opts.pop("num_cpus", 0.25 if model.backend == "openai" else 1))
         num_gpus = float(opts.pop("num_gpus", 0))
+        _check_room(model.name, pool * num_cpus)
         remote = {"num_cpus": num_cpus}
         if num_gpus:
             remote["num_gpus"] = num_gpus
@@ -215,6 +216,21 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
                             fn_constructor_kwargs={"backend": model.backend, "path": model_path, "name": model.name,
                                                    "options": opts, "generation": generation}, **remote)
     return ds.map_batches(score_batch, batch_format="pandas", fn_kwargs={"index_path": index_path})
+
+
+def _check_room(model: str, pool_cpus: float) -> None:
+    """Fail fast instead of hanging: Ray Data's read and scoring tasks need CPUs beside the model pool.
+
+    An actor pool holding every CPU of the cluster leaves the upstream read tasks unschedulable, and Ray
+    Data then waits forever without an error (seen with ray.num_cpus=1 and hf.num_cpus=1).
+    """
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 0))
+    if total and pool_cpus >= total:
+        raise ValueError(f"model {model}: its actor pool needs {pool_cpus:g} CPUs of the cluster's {total:g}; "
+                         "leave at least a fraction of one for the read and scoring tasks (lower "
+                         "models.<name>.hf.num_cpus or pool_size, or give the cluster more CPUs)")
 
 
 def _to_table(batch: pa.Table, run_id: str, model: ModelSpec, source: str) -> pa.Table:

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from trialpanorama.config import apply_overrides
+from trialpanorama.config import PROJECT_ROOT, apply_overrides
 
 T = TypeVar("T")
-DEFAULT_CONFIG = Path(__file__).resolve().parents[3] / "conf" / "synth.yaml"
+DEFAULT_CONFIG = PROJECT_ROOT / "conf" / "synth.yaml"
 
 
 def load_settings(path: str | Path | None = None, overrides: Iterable[str] = ()) -> dict[str, Any]:

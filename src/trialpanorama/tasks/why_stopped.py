@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
-CONF = Path(__file__).resolve().parents[3] / "conf" / "why_stopped.yaml"
+from trialpanorama.config import PROJECT_ROOT
+
+CONF = PROJECT_ROOT / "conf" / "why_stopped.yaml"
 
 
 @dataclass(frozen=True)
