@@ -285,6 +285,21 @@ class ShardWriter:
                 }
             )
 
+    def _conclusion(self, drugs: list[str], condition: str, k: int) -> str:
+        """A review's conclusion in Cochrane's wording, specific to its drugs, condition and evidence.
+
+        Every review must read differently: evidence_summary's distractors are other reviews' conclusions,
+        and identical texts would leave it no options.
+        """
+        effect = self.rng.choice(["probably improves", "may improve", "may make little or no difference to",
+                                  "probably reduces", "may increase"])
+        outcome = self.rng.choice(["symptom scores", "all-cause mortality", "quality of life", "hospital admissions",
+                                   "disease progression", "response rates", "serious adverse events"])
+        certainty = self.rng.choice(["low", "moderate", "high", "very low"])
+        tail = "further trials are needed" if certainty in ("low", "very low") else "further trials are unlikely to change this"
+        return (f"In people with {condition.lower()}, {' and '.join(drugs)} {effect} {outcome} compared with placebo "
+                f"or usual care ({k} trials; {certainty}-certainty evidence); {tail}.")
+
     def _plan_reviews(self, planned: list[Planned]) -> None:
         pub = self.conf["publications"]
         n = round(self.count * float(pub["reviews_per_1000_trials"]) / 1000)
@@ -325,7 +340,7 @@ class ShardWriter:
                     "MAIN RESULTS",
                     f"We included {k} trials with {sum(p.trial.enrollment for p in included)} participants.",
                 ),
-                ("AUTHORS' CONCLUSIONS", "The certainty of the evidence is low; further trials are needed."),
+                ("AUTHORS' CONCLUSIONS", self._conclusion(drugs, cond.name, k)),
             ]
             mesh = (
                 [(cond.ui, cond.name, True)]
