@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup demo test test-fast lint mlflow serve bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
+.PHONY: setup demo test test-fast test-reliability lint mlflow serve bench-ingest bench-ingest-ictrp bench-ingest-pubmed bench-panorama \
 	bench-linking bench-pipeline bench-train bench-infer package dist chaos mlflow-auth clean help
 
 help:
@@ -44,10 +44,14 @@ demo: setup
 	@scripts/demo.sh
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not unverified"
+
+# the fault-injection tests not yet run to completion on the dev box (marker `unverified`), on their own
+test-reliability: setup
+	$(PY) -m pytest -q -s -m unverified
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not heavy"
+	$(PY) -m pytest -q -m "not heavy and not unverified"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -42,6 +42,10 @@ _STREAM_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSErr
 _RAW_LIMIT = 200_000  # characters of a rejected record kept in `rejects.raw`
 
 Record = dict[str, Any]
+# The files are untrusted: entities are never expanded (a DOCTYPE's internal entities would otherwise be, the
+# quadratic-blowup bomb included), no DTD or entity is loaded, nothing is fetched. MEDLINE text uses only the
+# predefined XML entities and numeric character references, which every parser resolves regardless.
+_SAFE: dict[str, Any] = {"huge_tree": True, "resolve_entities": False, "no_network": True, "load_dtd": False}
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -300,7 +304,7 @@ def parse_file(source_file: str, content: bytes, registries: list[Registry]) -> 
     try:
         if source_file.lower().endswith(".gz") and content[:2] != _GZIP_MAGIC:
             raise gzip.BadGzipFile(f"not a gzipped file (starts with {content[:4]!r})")
-        context = etree.iterparse(_open(content), events=("end",), tag=TOP_TAGS, huge_tree=True)
+        context = etree.iterparse(_open(content), events=("end",), tag=TOP_TAGS, **_SAFE)
         for _, el in context:
             yield from parser.records(el)
             done += 1
@@ -354,7 +358,7 @@ def _salvage(parser: FileParser, content: bytes, done: int, error: Exception) ->
     """Parse what ``iterparse`` could not, one record at a time (see the module docstring)."""
     data, stream_error = _decompress(content, parser.source_file)
     chunks = split_records(data)
-    xml_parser = etree.XMLParser(huge_tree=True)
+    xml_parser = etree.XMLParser(**_SAFE)
     for i, (chunk, complete) in enumerate(chunks):
         if i < done:
             continue
@@ -374,7 +378,8 @@ def _salvage(parser: FileParser, content: bytes, done: int, error: Exception) ->
             reason = f"unreadable gzip: {error}"
         else:
             reason = stream_error or f"invalid XML: {error}"
-        head = data[:2000].decode("utf-8", errors="replace") if data else f"{len(content)} bytes: {content[:64]!r}"
+        # the reject keeps the file's first bytes as text: decompressed if anything decompressed, else as stored
+        head = (data or content)[:2000].decode("utf-8", errors="replace")
         yield parser.reject(head, reason)
 
 
