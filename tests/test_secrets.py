@@ -121,7 +121,7 @@ def runs(mlflow_server):
         cfg = yaml.safe_load((ROOT / "conf" / "bench" / "tiny-cpu.yaml").read_text())
         cfg.update({"lake": {"root": str(base / "lake")}, "run_id": "secrets", "output_dir": str(base / "out"),
                     "flush_rows": 4, "generation": {"max_new_tokens": 8, "temperature": 0.0},
-                    "ray": {"num_cpus": 1, "object_store_mb": 128},
+                    "ray": {"num_cpus": 2, "object_store_mb": 128},  # 1 CPU: the read tasks never start
                     "models": {"served": {"backend": "openai", "openai": {
                         "base_url": f"http://127.0.0.1:{port}/v1", "model": "tiny", "api_key_env": KEY_ENV,
                         "max_concurrency": 2, "requests_per_minute": 6000, "timeout_s": 120}}}})
@@ -148,6 +148,7 @@ def runs(mlflow_server):
     shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.unverified
 def test_key_reaches_no_file_run_or_log(runs, spark, tmp_path):
     import mlflow
 
@@ -186,6 +187,7 @@ def test_key_reaches_no_file_run_or_log(runs, spark, tmp_path):
             assert df.where(F.instr(text, KEY) > 0).count() == 0, name
 
 
+@pytest.mark.unverified
 def test_key_in_the_environment_only(runs):
     """The bench config refuses a key written into it: only the name of an env var is accepted."""
     from trialpanorama.bench.config import ConfigError, load_bench
@@ -200,6 +202,7 @@ def test_key_in_the_environment_only(runs):
         load_bench(type(cfg)(data, cfg.source, cfg.overrides))
 
 
+@pytest.mark.unverified
 def test_secret_spark_conf_override_is_not_logged(mlflow_server, tmp_path):
     import mlflow
 
@@ -216,6 +219,7 @@ def test_secret_spark_conf_override_is_not_logged(mlflow_server, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ loopback
+@pytest.mark.unverified
 def test_services_bind_loopback(runs, mlflow_server, tmp_path):
     assert runs["serve_ips"] and runs["serve_ips"] <= LOOPBACK, runs["serve_ips"]
     conftest_ips = listening_ips(int(mlflow_server.rsplit(":", 1)[1]))
@@ -239,6 +243,7 @@ def test_services_bind_loopback(runs, mlflow_server, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ MLflow auth
+@pytest.mark.unverified
 def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
     """`make mlflow-auth` as written in the Makefile: anonymous requests get 401, the admin can log a run."""
     port = _port()

@@ -221,16 +221,17 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
 def _check_room(model: str, pool_cpus: float) -> None:
     """Fail fast instead of hanging: Ray Data's read and scoring tasks need CPUs beside the model pool.
 
-    An actor pool holding every CPU of the cluster leaves the upstream read tasks unschedulable, and Ray
-    Data then waits forever without an error (seen with ray.num_cpus=1 and hf.num_cpus=1).
+    Ray Data's read tasks ask for one whole CPU each. An actor pool that leaves less than one CPU free leaves
+    them unschedulable, and Ray Data then waits forever without an error (seen with ray.num_cpus=1 and an
+    hf pool of 1 CPU, and with an openai pool of 0.25 CPU).
     """
     import ray
 
     total = float(ray.cluster_resources().get("CPU", 0))
-    if total and pool_cpus >= total:
+    if total and total - pool_cpus < 1:
         raise ValueError(f"model {model}: its actor pool needs {pool_cpus:g} CPUs of the cluster's {total:g}; "
-                         "leave at least a fraction of one for the read and scoring tasks (lower "
-                         "models.<name>.hf.num_cpus or pool_size, or give the cluster more CPUs)")
+                         "the read and scoring tasks need one more whole CPU (lower models.<name>.hf.num_cpus "
+                         "or pool_size, or give the cluster more CPUs)")
 
 
 def _to_table(batch: pa.Table, run_id: str, model: ModelSpec, source: str) -> pa.Table:
