@@ -79,6 +79,7 @@ class Sampler:
 
 def run_stage(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
     """Run one job; returns wall seconds, peak RSS and the job's JSON line (its last stdout line)."""
+    load_before = os.getloadavg()[0]
     t0 = time.monotonic()
     with log.open("w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
@@ -94,6 +95,9 @@ def run_stage(cmd: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 1),
         "peak_rss_mb": round(peak / 2**20),
+        # The 1-minute load average around the stage: on a shared machine wall time is only comparable
+        # between runs at similar load (CPU seconds much less depend on it).
+        "load_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "result": json.loads(lines[-1]),
     }
 
@@ -167,6 +171,7 @@ def bench_size(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[st
     logs.mkdir()
     sets = [x for s in args.set for x in ("--set", s)]
     stages: dict[str, dict[str, Any]] = {}
+    extra: dict[str, Any] = {}  # the DuckDB baseline, kept in partial.json too (a long run may be stopped)
 
     def stage(name: str, cmd: list[str], records: int | None = None) -> None:
         print(f"[{n}] {name} ...", file=sys.stderr, flush=True)
@@ -181,7 +186,7 @@ def bench_size(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[st
             k: res[k] for k in ("records_in", "accepted", "rejected", "rejected_by_reason") if k in res
         }
         stages[name] = r
-        (work / "partial.json").write_text(json.dumps({"trials": n, "stages": stages}, indent=2) + "\n")
+        (work / "partial.json").write_text(json.dumps({"trials": n, "stages": stages, **extra}, indent=2) + "\n")
         print(
             f"[{n}] {name}: {r['seconds']} s, {r['records_per_s']} rec/s, peak {r['peak_rss_mb']} MB",
             file=sys.stderr,
@@ -232,6 +237,8 @@ def bench_size(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[st
         duck["spark_over_duckdb_with_unpack"] = round(
             spark_s / max(duck["build_seconds"] + duck["unpack_seconds"], 1e-9), 1
         )
+        extra["duckdb"] = duck
+        (work / "partial.json").write_text(json.dumps({"trials": n, "stages": stages, **extra}, indent=2) + "\n")
     stage(
         "ingest_ictrp",
         job + ["jobs/ingest_ictrp.py", "--lake", str(lake_dir), "--input", str(world / "ictrp"), *sets],
@@ -276,18 +283,20 @@ def bench_size(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[st
 
 def print_table(results: list[dict[str, Any]]) -> None:
     names = list(results[0]["stages"])
-    head = f"{'stage':<18}" + "".join(f"{'n=' + str(r['trials']):>42}" for r in results)
+    head = f"{'stage':<18}" + "".join(f"{'n=' + str(r['trials']):>50}" for r in results)
     if len(results) > 1:
         head += f"{'t(last)/t(prev)':>17}"
     print(head)
-    print(f"{'':<18}" + "".join(f"{'seconds   rec/s   cpu_s  peakMB':>42}" for _ in results))
+    print(f"{'':<18}" + "".join(f"{'seconds   rec/s   cpu_s  peakMB  load1m':>50}" for _ in results))
     for s in names:
         row = f"{s:<18}"
         for r in results:
             st = r["stages"][s]
             rate = st.get("records_per_s") or 0
+            load = st.get("load_1m") or [0, 0]
             row += (
                 f"{st['seconds']:>17.1f}{rate:>8.0f}{st.get('cpu_seconds', 0):>8.1f}{st['peak_rss_mb']:>9d}"
+                f"{max(load):>8.1f}"
             )
         if len(results) > 1:
             row += f"{results[-1]['stages'][s]['seconds'] / max(results[-2]['stages'][s]['seconds'], 1e-9):>17.2f}"

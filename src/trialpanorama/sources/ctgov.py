@@ -66,7 +66,11 @@ def classify_files(files: list[str]) -> InputFiles:
 
 
 def _zip_chunks(zips: list[str], per_task: int) -> tuple[list[tuple[str, str, list[str]]], list[tuple[str, str]]]:
-    """List zip members (central directory only) and cut them into tasks; unreadable zips are returned apart."""
+    """List zip members (central directory only) and cut them into tasks; unreadable zips are returned apart.
+
+    Whole-JSON and JSON-lines members go to separate chunks, so each kind is read by its own tasks and no
+    member is decompressed twice (one frame read with two filters would run the zip tasks twice).
+    """
     chunks: list[tuple[str, str, list[str]]] = []
     broken: list[tuple[str, str]] = []
     for uri in zips:
@@ -80,9 +84,14 @@ def _zip_chunks(zips: list[str], per_task: int) -> tuple[list[tuple[str, str, li
         except (zipfile.BadZipFile, OSError) as exc:
             broken.append((uri, f"unreadable zip archive: {exc}"))
             continue
-        for i in range(0, len(names), per_task):
-            chunks.append((uri, path, names[i:i + per_task]))
+        for kind_names in ([n for n in names if not _is_lines(n)], [n for n in names if _is_lines(n)]):
+            for i in range(0, len(kind_names), per_task):
+                chunks.append((uri, path, kind_names[i:i + per_task]))
     return chunks, broken
+
+
+def _is_lines(name: str) -> bool:
+    return name.lower().endswith(_LINE_SUFFIXES)
 
 
 def _read_zip_chunk(chunk: tuple[str, str, list[str]]) -> Iterator[tuple[str, str, str]]:
@@ -90,7 +99,7 @@ def _read_zip_chunk(chunk: tuple[str, str, list[str]]) -> Iterator[tuple[str, st
     with zipfile.ZipFile(path) as zf:
         for name in names:
             data = zf.read(name)
-            kind = "lines" if name.lower().endswith(_LINE_SUFFIXES) else "whole"
+            kind = "lines" if _is_lines(name) else "whole"
             yield f"{uri}!/{name}", kind, data.decode("utf-8", errors="replace")
 
 
@@ -113,13 +122,16 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
         )
     chunks, broken = _zip_chunks(files.zips, int(cfg.get("sources.ctgov.zip_members_per_task", 2000)))
     schema = "source_file STRING, kind STRING, text STRING"
-    if chunks:
-        members = spark.sparkContext.parallelize(chunks, len(chunks)).flatMap(_read_zip_chunk)
-        zdf = spark.createDataFrame(members, schema)
+    whole_chunks = [c for c in chunks if not _is_lines(c[2][0])]
+    line_chunks = [c for c in chunks if _is_lines(c[2][0])]
+    if whole_chunks:
+        members = spark.sparkContext.parallelize(whole_chunks, len(whole_chunks)).flatMap(_read_zip_chunk)
+        frames.append(spark.createDataFrame(members, schema))
+    if line_chunks:
         # A JSON-lines member is split into its lines like a JSON-lines file.
-        frames.append(zdf.where("kind = 'whole'"))
+        members = spark.sparkContext.parallelize(line_chunks, len(line_chunks)).flatMap(_read_zip_chunk)
         frames.append(
-            zdf.where("kind = 'lines'")
+            spark.createDataFrame(members, schema)
             .select("source_file", F.lit("line").alias("kind"), F.explode(F.split("text", "\r?\n")).alias("text"))
             .where(F.trim("text") != "")
         )
@@ -134,43 +146,61 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
 
 
 # ------------------------------------------------------------------------------ envelopes → records
+# Java's \s: what the envelope and record texts are stripped of at both ends.
+_WS = " \t\n\x0b\x0c\r"
+
+
+def _strip(col: str | Column) -> Column:
+    """``col`` without leading/trailing white space: one pass from each end (no regex over the text)."""
+    return F.btrim(F.col(col) if isinstance(col, str) else col, F.lit(_WS))
+
+
 def split_envelopes(texts: DataFrame) -> DataFrame:
     """Turn file texts into one row per candidate record: source_file, envelope, raw.
 
     A file that is not JSON at all stays one record (raw = its text) so that it is rejected, not lost.
+
+    Cost: the stripped text and the envelope are columns of their own projections, so each is computed once
+    per file (Spark does not inline a non-trivial expression that is referenced several times), and the
+    JSON-parsing tests (legacy, page) run only on texts that contain their key at all. A bulk-zip member (a
+    single study) is thus classified by a few substring checks, never parsed here.
     """
-    t = F.regexp_replace(F.col("text"), r"^\s+|\s+$", "")
+    t = F.col("_t")
+    kind = F.col("kind")
+    first_line = F.trim(F.regexp_replace(F.substring_index(t, "\n", 1), "\r$", ""))
+    # t has no blank ends, so "has a line break" is "has more than one non-blank line".
+    is_json_lines = t.contains("\n") & first_line.startswith("{") & first_line.endswith("}")
     lines = F.filter(F.split(t, r"\r?\n"), lambda x: F.trim(x) != "")
-    first_line = F.trim(F.element_at(lines, 1))
-    is_json_lines = (F.size(lines) > 1) & first_line.startswith("{") & first_line.endswith("}")
-    array_items = F.from_json(t, "ARRAY<STRING>")
-    page_items = F.from_json(t, "`studies` ARRAY<STRING>").getField("studies")
     legacy_items = F.transform(
         F.from_json(t, "`FullStudiesResponse` STRUCT<`FullStudies`: ARRAY<STRUCT<`Study`: STRING>>>")
         .getField("FullStudiesResponse").getField("FullStudies"),
         lambda x: x.getField("Study"),
     )
-    is_legacy = F.get_json_object(t, "$.FullStudiesResponse").isNotNull()
+    is_legacy = t.contains("FullStudiesResponse") & F.get_json_object(t, "$.FullStudiesResponse").isNotNull()
+    page = F.col("_page")
     envelope = (
-        F.when(F.col("kind").startswith("broken:"), F.lit("broken"))
-        .when(F.col("kind") == "line", F.lit("jsonl"))
+        F.when(kind.startswith("broken:"), F.lit("broken"))
+        .when(kind == "line", F.lit("jsonl"))
         .when(t.startswith("["), F.lit("array"))
         .when(is_legacy, F.lit("legacy"))
         .when(is_json_lines, F.lit("jsonl"))
-        .when(page_items.isNotNull(), F.lit("page"))
+        .when(page.isNotNull(), F.lit("page"))
         .otherwise(F.lit("single"))
     )
+    env = F.col("envelope")
     records = (
-        F.when(envelope == "array", F.coalesce(array_items, F.array(t)))
-        .when((envelope == "legacy") & legacy_items.isNotNull(), legacy_items)
-        .when((envelope == "jsonl") & (F.col("kind") == "whole"), lines)
-        .when(envelope == "page", page_items)
+        F.when(env == "array", F.coalesce(F.from_json(t, "ARRAY<STRING>"), F.array(t)))
+        .when((env == "legacy") & legacy_items.isNotNull(), legacy_items)
+        .when((env == "jsonl") & (kind == "whole"), lines)
+        .when(env == "page", page)
         .otherwise(F.array(t))
     )
     return (
-        texts.withColumn("envelope", envelope)
-        .withColumn("kind_note", F.col("kind"))
-        .select("source_file", "envelope", "kind_note", F.explode(records).alias("raw"))
+        texts.select("source_file", "kind", _strip("text").alias("_t"))
+        .withColumn("_page", F.when((kind == "whole") & t.startswith("{") & t.contains('"studies"'),
+                                    F.from_json(t, "`studies` ARRAY<STRING>").getField("studies")))
+        .withColumn("envelope", envelope)
+        .select("source_file", "envelope", F.col("kind").alias("kind_note"), F.explode(records).alias("raw"))
     )
 
 
@@ -194,13 +224,16 @@ def parse_records(records: DataFrame) -> DataFrame:
 
     Adds: rec (parsed struct), nct_id, record_hash (of the canonical minified JSON), source_version,
     reason (NULL when accepted).
+
+    Each record is parsed twice, no more: once into a VARIANT (the validity test and the canonical text
+    bronze keeps and hashes) and once by ``from_json`` against the declared schema. The VARIANT is a column
+    of its own projection, so both of its uses share one parse.
     """
-    variant = F.try_parse_json("raw")
-    canonical = F.to_json(variant)
     rec = F.from_json("raw", ctgov_schema.record_ddl(),
                       {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"})
-    df = records.withColumn("raw", F.regexp_replace("raw", r"^\s+|\s+$", ""))
-    df = df.withColumn("_valid", variant.isNotNull() & F.col("raw").endswith("}")).withColumn("rec", rec)
+    df = (records.withColumn("raw", _strip("raw"))
+          .withColumn("_variant", F.try_parse_json("raw")))
+    df = df.withColumn("_valid", F.col("_variant").isNotNull() & F.col("raw").endswith("}")).withColumn("rec", rec)
     nct = F.upper(F.trim(F.col("rec.protocolSection.identificationModule.nctId")))
     reason = (
         F.when(F.col("envelope") == "broken", F.regexp_replace("kind_note", "^broken:", ""))
@@ -219,10 +252,10 @@ def parse_records(records: DataFrame) -> DataFrame:
     return (
         df.withColumn("reason", reason)
         .withColumn("nct_id", F.when(F.col("reason").isNull(), nct))
-        .withColumn("raw", F.when(F.col("reason").isNull(), canonical).otherwise(F.col("raw")))
+        .withColumn("raw", F.when(F.col("reason").isNull(), F.to_json("_variant")).otherwise(F.col("raw")))
         .withColumn("record_hash", F.sha2(F.col("raw"), 256))
         .withColumn("source_version", version)
-        .drop("_valid")
+        .drop("_valid", "_variant")
     )
 
 
