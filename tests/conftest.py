@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,10 +34,31 @@ TEST_OVERRIDES = [
 ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300,
+              auth_counts_as_up: bool = False) -> None:
+    """Poll ``url`` until it answers 200 (or 401/403 from a server behind auth, when asked), or fail with the
+    tail of the server's log once it died or ``timeout`` passed (a loaded 2-core CI box can take minutes)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            if auth_counts_as_up and exc.code in (401, 403):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 # MLflow 3's server starts a huey job runner (four consumer processes, ~280 MB each) for GenAI evaluation jobs
@@ -48,7 +70,7 @@ MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real ``mlflow server`` process; MLFLOW_TRACKING_URI points every job at it."""
     home = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     exe = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     log = open(home / "server.log", "w")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
@@ -58,18 +80,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> str:
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **MLFLOW_SERVER_ENV},
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300  # a loaded 2-core CI box can take minutes
-    while True:
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(home / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
+    wait_http(f"{uri}/health", proc, home / "server.log")
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     yield uri

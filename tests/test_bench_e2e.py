@@ -10,16 +10,14 @@ MLflow params, tags, artifacts or any log.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port, wait_http
 from trialpanorama.bench import store, synthetic
 from trialpanorama.bench.config import load_bench
 from trialpanorama.bench.runner import PRIMARY, run_benchmark, score_from_table
@@ -30,12 +28,6 @@ pytestmark = pytest.mark.heavy
 KEY_ENV = "TP_BENCH_TEST_KEY"
 KEY = "tp-secret-" + os.urandom(8).hex()
 N_TEST = 3
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,25 +134,14 @@ def test_interrupted_registry_run_resumes_to_the_same_metrics(bench, full_run):
 
 @pytest.fixture(scope="module")
 def server(bench):
-    port = _port()
+    port = free_port()
     log = open(bench["root"] / "serve.log", "w")  # noqa: SIM115 - closed below
     env = {**os.environ, KEY_ENV: KEY}
     proc = subprocess.Popen([sys.executable, str(ROOT / "ray_apps" / "serve.py"), "--model", f"tiny={bench['model']}",
                              "--port", str(port), "--api-key-env", KEY_ENV, "--torch-threads", "1"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError((bench["root"] / "serve.log").read_text()[-2000:])
-        time.sleep(0.5)
+    wait_http(f"{url}/health", proc, bench["root"] / "serve.log", timeout=180)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
@@ -27,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import FIXTURES, ROOT, TEST_OVERRIDES
+from tests.conftest import FIXTURES, ROOT, TEST_OVERRIDES, free_port, wait_http
 
 pytestmark = pytest.mark.heavy
 KEY_ENV = "TP_SECRETS_TEST_KEY"
@@ -35,33 +33,9 @@ KEY = "tp-secret-" + os.urandom(12).hex()
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening_ips(port: int) -> set[str]:
     return {c.laddr.ip for c in psutil.net_connections(kind="inet")
             if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{url} did not come up: {log.read_text()[-3000:]}")
-        time.sleep(0.5)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -110,13 +84,13 @@ def runs(mlflow_server):
     synthetic.write_tables(base / "lake", rows)
     synthetic.write_tables(base / "lake", rows)  # version 1, as in test_bench_e2e (MLflow's Delta source drops a 0)
     model = synthetic.tiny_model(base / "tiny", rows)
-    port = _port()
+    port = free_port()
     serve_log = base / "serve.log"
     serve = subprocess.Popen([sys.executable, str(ROOT / "ray_apps" / "serve.py"), "--model", f"tiny={model}",
                               "--port", str(port), "--api-key-env", KEY_ENV, "--torch-threads", "1"],
                              stdout=open(serve_log, "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", serve, serve_log)
+        wait_http(f"http://127.0.0.1:{port}/health", serve, serve_log, auth_counts_as_up=True)
         serve_ips = listening_ips(port)
         cfg = yaml.safe_load((ROOT / "conf" / "bench" / "tiny-cpu.yaml").read_text())
         cfg.update({"lake": {"root": str(base / "lake")}, "run_id": "secrets", "output_dir": str(base / "out"),
@@ -224,14 +198,14 @@ def test_services_bind_loopback(runs, mlflow_server, tmp_path):
     assert runs["serve_ips"] and runs["serve_ips"] <= LOOPBACK, runs["serve_ips"]
     conftest_ips = listening_ips(int(mlflow_server.rsplit(":", 1)[1]))
     assert conftest_ips and conftest_ips <= LOOPBACK, conftest_ips
-    port = _port()
+    port = free_port()
     cmd = make_recipe("mlflow", MLFLOW_PORT=str(port))
     assert "--host 127.0.0.1" in cmd
     log = tmp_path / "make-mlflow.log"
     proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=tmp_path, stdout=open(log, "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health", proc, log)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log, auth_counts_as_up=True)
         ips = listening_ips(port)
     finally:
         os.killpg(proc.pid, 15)
@@ -246,7 +220,7 @@ def test_services_bind_loopback(runs, mlflow_server, tmp_path):
 @pytest.mark.unverified
 def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
     """`make mlflow-auth` as written in the Makefile: anonymous requests get 401, the admin can log a run."""
-    port = _port()
+    port = free_port()
     password = "pw-" + os.urandom(8).hex()
     cmd = make_recipe("mlflow-auth", MLFLOW_PORT=str(port))
     assert "--app-name basic-auth" in cmd and "--host 127.0.0.1" in cmd
@@ -257,7 +231,7 @@ def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
                             stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{uri}/health", proc, log)
+        wait_http(f"{uri}/health", proc, log, auth_counts_as_up=True)
         assert listening_ips(port) <= LOOPBACK
         api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=5"
         with pytest.raises(urllib.error.HTTPError) as anon:
