@@ -15,8 +15,9 @@ from trialpanorama import jars
 from trialpanorama.config import load_config
 
 JOBS = sorted((ROOT / "jobs").glob("*.py"))
-# The world generator writes raw source files, not a lake: it takes no --lake.
-NO_LAKE = {"generate_world"}
+# The world generator writes raw source files, not a lake, and the chaos suite builds its own throwaway
+# lakes under --workdir: neither takes --lake.
+NO_LAKE = {"generate_world", "chaos"}
 
 
 def _env(mlflow_uri: str | None = None) -> dict[str, str]:

@@ -120,12 +120,17 @@ def test_malformed_vocabulary_rows_are_rejected_one_by_one(linked, spark):
     assert rejected["mesh_supp_xml"] == {"SupplementalRecord without a direct SupplementalRecordUI": 1}
     xml = rejected["mesh_xml"]
     assert xml.pop("truncated file: no closing </DescriptorRecordSet>") == 1
+    # The truncated file is a partial re-download: its two complete records repeat desc2025.xml's.
+    assert xml.pop("duplicate MeSH UI D003920 in this load") == 1
+    assert xml.pop("duplicate MeSH UI D006973 in this load") == 1
     assert sum(xml.values()) == 2 and all(k.startswith("malformed DescriptorRecord XML") for k in xml)
     rej = table(spark, root, "rejects").where(F.col("source").isin("mesh_xml", "mesh_supp_xml", "mesh_tree",
                                                                     "drugbank_csv")).collect()
-    assert len(rej) == 10 and all(r.reason and r.source_file for r in rej)
+    assert len(rej) == 12 and all(r.reason and r.source_file for r in rej)
+    assert all(r.raw and "D003920" in r.raw and r.source_file.endswith("desc2025_truncated.xml")
+               for r in rej if r.reason == "duplicate MeSH UI D003920 in this load")  # the later file's copy
     assert any(r.raw and "<DescriptorUI>D001249</DescriptorUI>" in r.raw for r in rej)  # the bad record, kept raw
-    # The good rows of the same files loaded: both complete records of the truncated file, 8 DrugBank rows.
+    # The good rows of the same files loaded (the truncated file's complete records from desc2025.xml), 8 DrugBank rows.
     assert s["vocab"]["vocab_rows"]["vocab_drugs"] == 8
 
 

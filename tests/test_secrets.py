@@ -202,7 +202,7 @@ def test_services_bind_loopback(runs, mlflow_server, tmp_path):
     cmd = make_recipe("mlflow", MLFLOW_PORT=str(port))
     assert "--host 127.0.0.1" in cmd
     log = tmp_path / "make-mlflow.log"
-    proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=tmp_path, stdout=open(log, "w"),  # noqa: SIM115
+    proc = subprocess.Popen(["bash", "-c", f"exec env {cmd}"], cwd=tmp_path, stdout=open(log, "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, log, auth_counts_as_up=True)
@@ -227,7 +227,7 @@ def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
     log = tmp_path / "auth.log"
     env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": password}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen(["bash", "-c", f"exec {cmd}"], cwd=tmp_path, env=env, stdout=open(log, "w"),  # noqa: SIM115
+    proc = subprocess.Popen(["bash", "-c", f"exec env {cmd}"], cwd=tmp_path, env=env, stdout=open(log, "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -258,7 +258,12 @@ def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
 
 
 def test_makefile_recipes_parse():
-    assert shlex.split(make_recipe("mlflow"))[1] == "server"
+    """The recipe is ``VAR=value ... <venv>/bin/mlflow server ...``: what the two server tests above start."""
+    for target in ("mlflow", "mlflow-auth"):
+        words = shlex.split(make_recipe(target))
+        binary = next(i for i, w in enumerate(words) if "=" not in w)
+        assert words[binary].endswith("/.venv/bin/mlflow") and words[binary + 1] == "server", words
+        assert all(w.split("=", 1)[0].isupper() for w in words[:binary])  # only environment assignments before it
 
 
 def test_override_redaction_rules():

@@ -123,8 +123,8 @@ def _parse_partition(kind: str):
                 rec = parse_record(chunk or "", kind)
                 if rec is None:
                     continue
-                raw = chunk.strip() if rec["reason"] else None
-                out.append({"source_file": source_file, "raw": raw, **{c: rec.get(c) for c in cols[2:]}})
+                # raw kept for every record until duplicates are resolved: a duplicate is a reject too
+                out.append({"source_file": source_file, "raw": chunk.strip(), **{c: rec.get(c) for c in cols[2:]}})
             yield pd.DataFrame(out, columns=cols)
 
     return run
@@ -148,7 +148,7 @@ def read_xml(spark: SparkSession, files: list[str], kind: str) -> tuple[DataFram
     records, dups = first_per_key(parsed.where("reason IS NULL"), ["mesh_ui"], "MeSH UI")
     rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason").unionByName(truncated) \
         .unionByName(dups)
-    return records, rejects
+    return records.drop("raw"), rejects
 
 
 def xml_rows(records: DataFrame, source: str) -> DataFrame:
