@@ -31,6 +31,7 @@ TEST_OVERRIDES = [
     "spark.conf.spark.sql.shuffle.partitions=2",
     "spark.conf.spark.default.parallelism=2",
     "spark.conf.spark.driver.memory=2g",
+    "spark.conf.spark.databricks.delta.snapshotPartitions=2",
 ]
 
 

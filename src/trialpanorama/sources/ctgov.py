@@ -12,10 +12,13 @@ records in = accepted + rejected.
 
 from __future__ import annotations
 
+import gzip
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -103,25 +106,53 @@ def _read_zip_chunk(chunk: tuple[str, str, list[str]]) -> Iterator[tuple[str, st
             yield f"{uri}!/{name}", kind, data.decode("utf-8", errors="replace")
 
 
+def _gunzip_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Decompress .gz files in Python: a truncated or non-gzip file becomes one ``broken:`` row with the reason.
+
+    Spark's text reader decompresses by extension and fails the whole read (FAILED_READ_FILE) on one bad
+    file, which would abort an ingest over a single broken download.
+    """
+    for pdf in batches:
+        out = []
+        for path, content in zip(pdf["path"], pdf["content"], strict=True):
+            kind = "line" if _is_lines(path) else "whole"
+            try:
+                text = gzip.decompress(bytes(content)).decode("utf-8", errors="replace")
+            except (OSError, EOFError, zlib.error) as exc:
+                out.append((path, f"broken:unreadable gzip file: {exc}", ""))
+                continue
+            if kind == "line":  # split here, like a JSON-lines file's lines, so the file is read once
+                out.extend((path, kind, ln) for ln in text.splitlines() if ln.strip())
+            else:
+                out.append((path, kind, text))
+        yield pd.DataFrame(out, columns=["source_file", "kind", "text"])
+
+
 def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[DataFrame, int]:
     """One row per file (or per line of a JSON-lines file): source_file, kind (whole|line|broken), text."""
     files = classify_files(list_files(spark, inputs))
+    schema = "source_file STRING, kind STRING, text STRING"
+    gz = [f for f in files.whole + files.lines if f.lower().endswith(".gz")]
+    whole = [f for f in files.whole if f not in gz]
+    lines = [f for f in files.lines if f not in gz]
     frames: list[DataFrame] = []
-    if files.whole:
+    if whole:
         frames.append(
-            spark.read.text(files.whole, wholetext=True)
+            spark.read.text(whole, wholetext=True)
             .select(F.col("_metadata.file_path").alias("source_file"), F.lit("whole").alias("kind"),
                     F.col("value").alias("text"))
         )
-    if files.lines:
+    if lines:
         frames.append(
-            spark.read.text(files.lines)
+            spark.read.text(lines)
             .select(F.col("_metadata.file_path").alias("source_file"), F.lit("line").alias("kind"),
                     F.col("value").alias("text"))
             .where(F.trim("text") != "")
         )
+    if gz:
+        frames.append(spark.read.format("binaryFile").load(gz).select("path", "content")
+                      .mapInPandas(_gunzip_partition, schema))
     chunks, broken = _zip_chunks(files.zips, int(cfg.get("sources.ctgov.zip_members_per_task", 2000)))
-    schema = "source_file STRING, kind STRING, text STRING"
     whole_chunks = [c for c in chunks if not _is_lines(c[2][0])]
     line_chunks = [c for c in chunks if _is_lines(c[2][0])]
     if whole_chunks:
@@ -235,6 +266,7 @@ def parse_records(records: DataFrame) -> DataFrame:
           .withColumn("_variant", F.try_parse_json("raw")))
     df = df.withColumn("_valid", F.col("_variant").isNotNull() & F.col("raw").endswith("}")).withColumn("rec", rec)
     nct = F.upper(F.trim(F.col("rec.protocolSection.identificationModule.nctId")))
+    enroll = F.col("rec.protocolSection.designModule.enrollmentInfo.count")
     reason = (
         F.when(F.col("envelope") == "broken", F.regexp_replace("kind_note", "^broken:", ""))
         .when(F.col("envelope") == "legacy", F.lit(LEGACY_REASON))
@@ -243,6 +275,8 @@ def parse_records(records: DataFrame) -> DataFrame:
         .when(F.col("rec._corrupt_record").isNotNull(), _module_type_error(F.col("raw")))
         .when(nct.isNull() | (nct == ""), F.lit("missing NCT id (protocolSection.identificationModule.nctId)"))
         .when(~nct.rlike(NCT_PATTERN), F.concat(F.lit("malformed NCT id: "), nct))
+        # A count below zero is no enrollment at all: kept, it would feed sample-size targets and statistics.
+        .when(enroll < 0, F.concat(F.lit("negative enrollment count: "), enroll.cast("string")))
     )
     version = F.concat_ws(
         "|",

@@ -22,6 +22,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -341,7 +342,10 @@ def parse_xml_document(path: str, data: bytes) -> list[tuple[str, str, str, str 
     from lxml import etree
 
     if path.endswith(".gz"):
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # cut short or not gzip: one reject, not a failed job
+            return [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unreadable gzip file: {exc}")]
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True,
                              remove_pis=True)
     try:
