@@ -43,15 +43,19 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	@scripts/demo.sh
 
+# Two pytest workers (pytest-xdist), one test module per worker at a time (--dist loadfile keeps a module's
+# fixtures in one process): on the 2-core box half the suite's wall time is JVM, Ray and server start-up and
+# subprocess waits, which a second worker overlaps. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -m "not unverified"
+	$(PY) -m pytest -q -m "not unverified" -n $(TEST_WORKERS) --dist loadfile
 
 # the fault-injection tests not yet run to completion on the dev box (marker `unverified`), on their own
 test-reliability: setup
 	$(PY) -m pytest -q -s -m unverified
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not heavy and not unverified"
+	$(PY) -m pytest -q -m "not heavy and not unverified" -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

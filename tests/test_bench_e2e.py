@@ -40,7 +40,7 @@ def bench(tmp_path_factory, mlflow_server):
     synthetic.write_tables(root / "lake", rows)
     versions = synthetic.write_tables(root / "lake", rows)  # version 1: MLflow's Delta source drops a 0
     model = synthetic.tiny_model(root / "tiny", rows)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20)
     yield {"root": root, "lake": str(root / "lake"), "model": str(model), "versions": versions, "rows": rows,
            "uri": mlflow_server}
     ray.shutdown()

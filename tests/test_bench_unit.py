@@ -183,7 +183,7 @@ def test_a_pool_holding_every_cpu_is_refused_not_left_hanging():
 
     if ray.is_initialized():  # another test's cluster: this one needs exactly one CPU
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=96 * 2**20)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=96 * 2**20)
     try:
         with pytest.raises(ValueError, match="needs 1.25 CPUs of the cluster's 2"):
             _check_room("tiny", 1.25)

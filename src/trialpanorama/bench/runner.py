@@ -170,8 +170,8 @@ def init_ray(spec: BenchSpec) -> bool:
     address = spec.ray.get("address") or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    else:
-        ray.init(num_cpus=int(spec.ray.get("num_cpus", 2)), num_gpus=spec.ray.get("num_gpus"),
+    else:  # "local": a private cluster, never one that happens to run on this machine (ray_current_cluster)
+        ray.init(address="local", num_cpus=int(spec.ray.get("num_cpus", 2)), num_gpus=spec.ray.get("num_gpus"),
                  include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
                  object_store_memory=int(spec.ray.get("object_store_mb", 256)) * 2**20)
     ctx = __import__("ray").data.DataContext.get_current()
