@@ -139,6 +139,13 @@ def test_ray_job_submit(work):
     head = subprocess.Popen([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2",
                              "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(dash), "--node-ip-address", "127.0.0.1",
+                             # every other port free too: Ray's defaults (job agent on 52365, ...) may be
+                             # held by a local cluster of a test running in the other pytest worker
+                             "--dashboard-agent-listen-port", str(_free_port()),
+                             "--dashboard-agent-grpc-port", str(_free_port()),
+                             "--metrics-export-port", str(_free_port()),
+                             "--runtime-env-agent-port", str(_free_port()),
+                             "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
                              "--temp-dir", temp, "--block"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
