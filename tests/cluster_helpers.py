@@ -204,7 +204,8 @@ def ray_env() -> dict[str, str]:
     return env
 
 
-def _node_ports() -> list[str]:
+def node_ports() -> list[str]:
+    """`ray start` flags giving every port a node opens a free one (Ray's defaults collide between clusters)."""
     node, obj, agent, agent_grpc, metrics, runtime_env = free_ports(6)
     # worker ports 0/0: each worker binds an OS-assigned port, so two raylets on one host cannot collide
     return ["--node-manager-port", str(node), "--object-manager-port", str(obj),
@@ -237,7 +238,7 @@ class RayCluster:
         self.temps.append(temp)
         argv = [BIN / "ray", "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", str(num_cpus),
                 "--num-gpus", "0", "--object-store-memory", str(200 * 2**20), "--temp-dir", temp,
-                "--disable-usage-stats", "--block", *_node_ports()]
+                "--disable-usage-stats", "--block", *node_ports()]
         svc = start_service(name, argv, self.log_dir, env=ray_env())
         self.nodes.append(svc)
         return svc

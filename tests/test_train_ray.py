@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster_helpers import free_ports, node_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_LAKE = ROOT / "tests" / "fixtures" / "train" / "lake"
 RECIPE = ROOT / "conf" / "train" / "tiny-cpu.yaml"
@@ -30,12 +31,6 @@ ONE_STAGE = ("stages=[{name: sft, max_steps: %d, tasks: {arm_design: {weight: 1.
              "trial_completion_assessment: {weight: 1.0, version: null}}}]")
 
 pytestmark = pytest.mark.heavy
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +124,7 @@ def test_two_worker_run_crash_resubmit_mlflow(work, mlflow_server):
 def test_ray_job_submit(work):
     """The entry point under `ray job submit` against a head started here (own ports, own process group)."""
     ray_bin = str(Path(PY).parent / "ray")
-    port, dash = _free_port(), _free_port()
+    port, dash = free_ports(2)
     temp = tempfile.mkdtemp(prefix="tpray", dir="/tmp")  # short: Ray's unix socket paths are length-limited
     # A throwaway head on 127.0.0.1 only: token auth (on by default in 2.60) is switched off for it.
     env = {**os.environ, "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_AUTH_MODE": "disabled"}
@@ -141,11 +136,7 @@ def test_ray_job_submit(work):
                              "--dashboard-port", str(dash), "--node-ip-address", "127.0.0.1",
                              # every other port free too: Ray's defaults (job agent on 52365, ...) may be
                              # held by a local cluster of a test running in the other pytest worker
-                             "--dashboard-agent-listen-port", str(_free_port()),
-                             "--dashboard-agent-grpc-port", str(_free_port()),
-                             "--metrics-export-port", str(_free_port()),
-                             "--runtime-env-agent-port", str(_free_port()),
-                             "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
+                             *node_ports(),
                              "--temp-dir", temp, "--block"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"

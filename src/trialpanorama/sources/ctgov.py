@@ -48,19 +48,22 @@ class InputFiles:
     whole: list[str]
     lines: list[str]
     zips: list[str]
+    gzipped: list[str]  # .json.gz / .jsonl.gz: decompressed in Python (_gunzip_partition), whole or by line
 
     @property
     def count(self) -> int:
-        return len(self.whole) + len(self.lines) + len(self.zips)
+        return len(self.whole) + len(self.lines) + len(self.zips) + len(self.gzipped)
 
 
 def classify_files(files: list[str]) -> InputFiles:
     """Sort files by how they are read. Unknown extensions are read whole (and rejected if not JSON)."""
-    out = InputFiles([], [], [])
+    out = InputFiles([], [], [], [])
     for f in files:
         low = f.lower()
         if low.endswith(".zip"):
             out.zips.append(f)
+        elif low.endswith(".gz"):
+            out.gzipped.append(f)
         elif low.endswith(_LINE_SUFFIXES):
             out.lines.append(f)
         else:
@@ -132,25 +135,22 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
     """One row per file (or per line of a JSON-lines file): source_file, kind (whole|line|broken), text."""
     files = classify_files(list_files(spark, inputs))
     schema = "source_file STRING, kind STRING, text STRING"
-    gz = [f for f in files.whole + files.lines if f.lower().endswith(".gz")]
-    whole = [f for f in files.whole if f not in gz]
-    lines = [f for f in files.lines if f not in gz]
     frames: list[DataFrame] = []
-    if whole:
+    if files.whole:
         frames.append(
-            spark.read.text(whole, wholetext=True)
+            spark.read.text(files.whole, wholetext=True)
             .select(F.col("_metadata.file_path").alias("source_file"), F.lit("whole").alias("kind"),
                     F.col("value").alias("text"))
         )
-    if lines:
+    if files.lines:
         frames.append(
-            spark.read.text(lines)
+            spark.read.text(files.lines)
             .select(F.col("_metadata.file_path").alias("source_file"), F.lit("line").alias("kind"),
                     F.col("value").alias("text"))
             .where(F.trim("text") != "")
         )
-    if gz:
-        frames.append(spark.read.format("binaryFile").load(gz).select("path", "content")
+    if files.gzipped:
+        frames.append(spark.read.format("binaryFile").load(files.gzipped).select("path", "content")
                       .mapInPandas(_gunzip_partition, schema))
     chunks, broken = _zip_chunks(files.zips, int(cfg.get("sources.ctgov.zip_members_per_task", 2000)))
     whole_chunks = [c for c in chunks if not _is_lines(c[2][0])]
