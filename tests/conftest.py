@@ -125,3 +125,78 @@ def job_argv(lake: Path | str, *extra: str) -> list[str]:
     for item in TEST_OVERRIDES:
         argv += ["--set", item]
     return argv + list(extra)
+
+
+# The slowest modules first (by their time on the 2-core box): pytest-xdist's --dist loadfile hands
+# out whole modules in collection order, so a long module collected last leaves the other worker idle for its
+# whole length. Longest-first keeps both workers busy to the end. Unlisted modules keep their order, after these.
+SLOW_MODULES_FIRST = (
+    "test_crash_consistency", "test_concurrent_writers", "test_train_faults", "test_tasks_build", "test_secrets",
+    "test_pubmed_real", "test_gold_jobs", "test_chaos", "test_bench_kill", "test_train_ray", "test_mlflow_postgres",
+    "test_linking", "test_cluster_spark", "test_bench_e2e", "test_cluster_ray",
+)
+
+
+# Modules that share one session-scoped lake run in one pytest-xdist worker, so the lake is built once: under
+# --dist loadfile they count as one file. (xdist's own loadgroup cannot do it with pytest 9.2: it renames
+# node ids through an attribute pytest 9 no longer reads.)
+SHARED_LAKE_GROUPS = {"test_pii.py": "test_tasks_build.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, ANN201
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedLakeFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            folder, _, name = path.rpartition("/")
+            return f"{folder}/{SHARED_LAKE_GROUPS[name]}" if name in SHARED_LAKE_GROUPS else path
+
+    return SharedLakeFileScheduling(config, log)
+
+
+def run_named_job(name: str, lake_root: Path | str, *extra: str) -> dict:
+    """Run ``jobs/<name>.py``'s body in-process against a test lake, as its entry point would."""
+    import importlib.util
+
+    from trialpanorama.jobrun import run_job
+
+    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return run_job(name, "test", module.body, needs_input="--input" in extra,
+                   add_args=getattr(module, "add_args", None), argv=job_argv(lake_root, *extra))
+
+
+@pytest.fixture(scope="session")
+def task_lake(tmp_path_factory, mlflow_server, spark):
+    """The fixture lake up to the task tables, shared by test_tasks_build and test_pii (one xdist group):
+    ClinicalTrials.gov fixtures plus the real records in shared/data, the ICTRP fixtures in all four shapes,
+    the PubMed fixtures and the review fixtures of tests/fixtures/tasks/pubmed. Tests must not change it
+    (a test that needs to break it works on a copy). Returns (root, search index summary, build summary)."""
+    root = tmp_path_factory.mktemp("tasks") / "lake"
+    ctgov = [str(FIXTURES / "ctgov")] + ([str(SHARED_DATA / "ctgov")] if (SHARED_DATA / "ctgov").is_dir() else [])
+    run_named_job("ingest_ctgov", root, "--input", *ctgov)
+    run_named_job("ingest_ictrp", root, "--input", str(FIXTURES / "ictrp"))
+    run_named_job("ingest_pubmed", root, "--input", str(FIXTURES / "pubmed" / "pubmed99n0001.xml"),
+                  str(FIXTURES / "tasks" / "pubmed"))
+    run_named_job("unify_trials", root)
+    run_named_job("build_relations", root)
+    index = run_named_job("build_search_index", root)
+    first = run_named_job("build_tasks", root)
+    return str(root), index, first
+
+
+@pytest.fixture(scope="session")
+def task_exports(task_lake) -> tuple[Path, dict]:
+    """export_tasks run once over the shared task lake: (folder, job summary)."""
+    out = Path(task_lake[0]).parent / "export"
+    return out, run_named_job("export_tasks", task_lake[0], "--out", str(out))

@@ -188,11 +188,14 @@ def row_digest(rows: Iterable[dict[str, Any]]) -> str:
 
 def delta_content(spark: Any, lake: Path, version: dict[str, int] | None = None,
                   skip: frozenset[str] = CLOCK_COLUMNS) -> dict[str, dict[str, Any]]:
-    """Rows and digest of every table of the lake (optionally at given versions), clock columns left out."""
+    """Rows and digest of every table of the lake (optionally at given versions), clock columns left out.
+    A folder whose ``_delta_log`` holds no commit yet (a first write killed before its commit) is no table."""
     from trialpanorama.lake import read_table
 
     out = {}
     for name, folder in sorted(table_dirs(lake).items()):
+        if not commit_versions(folder):
+            continue
         v = None if version is None else version.get(name)
         df = read_table(spark, str(folder), v)
         df = df.drop(*[c for c in df.columns if c in skip])

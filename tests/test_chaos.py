@@ -88,7 +88,6 @@ def test_generators_are_deterministic_and_sized(tmp_path, target):
 
 
 @pytest.mark.heavy
-@pytest.mark.unverified
 def test_every_format_survives_hostile_input(spark, base_cfg, tmp_path):
     from trialpanorama.chaos.report import table
     from trialpanorama.chaos.suite import run_suite

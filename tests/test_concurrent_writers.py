@@ -117,7 +117,6 @@ def _assert_sound(spark, lake: Path, expected: dict) -> None:
         assert got[name] == expected[name], f"{name}: {got[name]} != sequential {expected[name]}"
 
 
-@pytest.mark.unverified
 def test_two_ingests_of_different_inputs_into_an_empty_lake(batches, reference, spark, mlflow_server, tmp_path):
     """Both create every table at once (the creation race), then MERGE into each other's commits."""
     t0 = time.monotonic()
@@ -131,7 +130,6 @@ def test_two_ingests_of_different_inputs_into_an_empty_lake(batches, reference, 
         assert r["rc"] in (0, 1), r["tail"]
 
 
-@pytest.mark.unverified
 def test_two_ingests_of_the_same_input_at_once(batches, reference, spark, mlflow_server, tmp_path):
     """The same batch twice at once into a lake holding X: both MERGE the same keys into the same tables."""
     t0 = time.monotonic()

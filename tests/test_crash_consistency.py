@@ -214,7 +214,6 @@ KILL_POINTS = [
 ]
 
 
-@pytest.mark.unverified
 @pytest.mark.parametrize(("point", "table", "kind"), KILL_POINTS, ids=[k[0] for k in KILL_POINTS])
 def test_kill_during_incremental_ingest(point, table, kind, batches, reference, spark, mlflow_server, tmp_path):
     """Lake after batch A; batch B's ingest killed at one point; re-run of B = uninterrupted A then B."""

@@ -1,8 +1,8 @@
 """Registry contact persons (names, e-mails, phone numbers) never reach silver, gold, task tables or exports.
 
-The lake is built from the fixtures by the real jobs (ClinicalTrials.gov fixtures plus the real records in
-shared/data, the ICTRP fixtures in all four shapes, the PubMed fixtures), up to build_tasks and
-export_tasks. Then every Delta table outside bronze and every exported file is scanned for the contact
+The lake is conftest's session-scoped ``task_lake``, built from the fixtures by the real jobs (ClinicalTrials.gov
+fixtures plus the real records in shared/data, the ICTRP fixtures in all four shapes, the PubMed fixtures), up
+to build_tasks, and ``task_exports`` (export_tasks over it). Then every Delta table outside bronze and every exported file is scanned for the contact
 details the fixtures carry (ClinicalTrials.gov centralContacts, overallOfficials, location contacts and the
 responsible party's investigator; ICTRP public/scientific/ethics contacts and feed contacts).
 
@@ -26,11 +26,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from tests.conftest import FIXTURES, SHARED_DATA
-from tests.test_tasks_build import job
 from trialpanorama import lake
 from trialpanorama.sources.ictrp_formats import EXPORT_COLUMNS
 
-pytestmark = [pytest.mark.heavy, pytest.mark.unverified]
+pytestmark = pytest.mark.heavy
 
 BIBLIOGRAPHIC = {"publications": {"authors"}, "study_references": {"citation"}}
 
@@ -119,21 +118,6 @@ def needles() -> set[str]:
 
 
 # -------------------------------------------------------------------------------------------- lake
-@pytest.fixture(scope="module")
-def pii_lake(tmp_path_factory, mlflow_server, spark):
-    root = tmp_path_factory.mktemp("pii") / "lake"
-    job("ingest_ctgov", root, "--input", str(FIXTURES / "ctgov"), str(SHARED_DATA / "ctgov"))
-    job("ingest_ictrp", root, "--input", str(FIXTURES / "ictrp"))
-    job("ingest_pubmed", root, "--input", str(FIXTURES / "pubmed" / "pubmed99n0001.xml"), str(FIXTURES / "tasks" / "pubmed"))
-    job("unify_trials", root)
-    job("build_relations", root)
-    job("build_search_index", root)
-    job("build_tasks", root)
-    out = root.parent / "export"
-    job("export_tasks", root, "--out", str(out))
-    return str(root), out
-
-
 def _hits(df, values: set[str], skip: set[str]) -> dict[str, int]:  # noqa: ANN001
     cols = [c for c in df.columns if c not in skip]
     if not cols:
@@ -145,9 +129,9 @@ def _hits(df, values: set[str], skip: set[str]) -> dict[str, int]:  # noqa: ANN0
     return {v: row[f"n{i}"] for i, v in enumerate(sorted(values)) if row[f"n{i}"]}
 
 
-def test_fixture_contacts_are_found_in_bronze(pii_lake, spark):
+def test_fixture_contacts_are_found_in_bronze(task_lake, spark):
     """Positive control: the needles are real contact details, present where raw records are kept."""
-    root, _ = pii_lake
+    root = task_lake[0]
     values = needles()
     assert len(values) >= 5 and any("@" in v for v in values)
     found: dict[str, int] = {}
@@ -156,8 +140,8 @@ def test_fixture_contacts_are_found_in_bronze(pii_lake, spark):
     assert any("@" in v for v in found), f"no fixture e-mail found in bronze: {sorted(values)}"
 
 
-def test_no_contact_details_in_silver_gold_tasks(pii_lake, spark):
-    root, _ = pii_lake
+def test_no_contact_details_in_silver_gold_tasks(task_lake, spark):
+    root = task_lake[0]
     values = needles()
     leaks: dict[str, dict[str, int]] = {}
     tables = [(name, uri) for name, uri in lake.list_tables(spark, root) if not name.startswith("bronze/")]
@@ -170,8 +154,8 @@ def test_no_contact_details_in_silver_gold_tasks(pii_lake, spark):
     assert not leaks, f"registry contact details in {leaks}"
 
 
-def test_no_contact_details_in_exports(pii_lake):
-    _, out = pii_lake
+def test_no_contact_details_in_exports(task_exports):
+    out, _ = task_exports
     files = [p for p in Path(out).rglob("*") if p.is_file()]
     assert files
     values = needles()

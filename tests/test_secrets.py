@@ -11,6 +11,7 @@ the Ray temp dir, the Spark event logs, every stdout/stderr, and the lakes (file
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -122,7 +123,6 @@ def runs(mlflow_server):
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.unverified
 def test_key_reaches_no_file_run_or_log(runs, spark, tmp_path):
     import mlflow
 
@@ -161,7 +161,6 @@ def test_key_reaches_no_file_run_or_log(runs, spark, tmp_path):
             assert df.where(F.instr(text, KEY) > 0).count() == 0, name
 
 
-@pytest.mark.unverified
 def test_key_in_the_environment_only(runs):
     """The bench config refuses a key written into it: only the name of an env var is accepted."""
     from trialpanorama.bench.config import ConfigError, load_bench
@@ -176,7 +175,6 @@ def test_key_in_the_environment_only(runs):
         load_bench(type(cfg)(data, cfg.source, cfg.overrides))
 
 
-@pytest.mark.unverified
 def test_secret_spark_conf_override_is_not_logged(mlflow_server, tmp_path):
     import mlflow
 
@@ -193,7 +191,6 @@ def test_secret_spark_conf_override_is_not_logged(mlflow_server, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ loopback
-@pytest.mark.unverified
 def test_services_bind_loopback(runs, mlflow_server, tmp_path):
     assert runs["serve_ips"] and runs["serve_ips"] <= LOOPBACK, runs["serve_ips"]
     conftest_ips = listening_ips(int(mlflow_server.rsplit(":", 1)[1]))
@@ -217,7 +214,6 @@ def test_services_bind_loopback(runs, mlflow_server, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ MLflow auth
-@pytest.mark.unverified
 def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
     """`make mlflow-auth` as written in the Makefile: anonymous requests get 401, the admin can log a run."""
     port = free_port()
@@ -225,7 +221,7 @@ def test_mlflow_basic_auth_refuses_anonymous_clients(tmp_path):
     cmd = make_recipe("mlflow-auth", MLFLOW_PORT=str(port))
     assert "--app-name basic-auth" in cmd and "--host 127.0.0.1" in cmd
     log = tmp_path / "auth.log"
-    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": password}
+    env = {**os.environ, "MLFLOW_AUTH_ADMIN_PASSWORD": password, "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16)}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen(["bash", "-c", f"exec env {cmd}"], cwd=tmp_path, env=env, stdout=open(log, "w"),  # noqa: SIM115
                             stderr=subprocess.STDOUT, start_new_session=True)

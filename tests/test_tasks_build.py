@@ -1,46 +1,26 @@
 """The task jobs as users run them, on a real fixture lake built by the ingest and gold jobs in-process.
 
-One lake per module (ClinicalTrials.gov + ICTRP fixtures, the PubMed fixtures plus the review fixtures of
-tests/fixtures/tasks/pubmed), then build_search_index -> build_tasks -> check_leakage -> export_tasks.
+The lake is conftest's session-scoped ``task_lake`` (ClinicalTrials.gov + ICTRP fixtures, the PubMed fixtures
+plus the review fixtures of tests/fixtures/tasks/pubmed, up to build_tasks), shared with test_pii; then
+check_leakage and export_tasks.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, job_argv
+from tests.conftest import run_named_job
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
 from trialpanorama.tasks.build import CONTRACT_COLS, frame_hash
 from trialpanorama.tasks.registry import TASKS, load_task
 
 pytestmark = pytest.mark.heavy
 
 
-def job(name: str, lake_root, *extra: str) -> dict:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job(name, "test", module.body, needs_input="--input" in extra,
-                   add_args=getattr(module, "add_args", None), argv=job_argv(lake_root, *extra))
-
-
-@pytest.fixture(scope="module")
-def task_lake(tmp_path_factory, mlflow_server, spark):
-    root = tmp_path_factory.mktemp("tasks") / "lake"
-    job("ingest_ctgov", root, "--input", str(FIXTURES / "ctgov"))
-    job("ingest_ictrp", root, "--input", str(FIXTURES / "ictrp"))
-    job("ingest_pubmed", root, "--input", str(FIXTURES / "pubmed" / "pubmed99n0001.xml"),
-        str(FIXTURES / "tasks" / "pubmed"))
-    job("unify_trials", root)
-    job("build_relations", root)
-    index = job("build_search_index", root)
-    first = job("build_tasks", root)
-    return str(root), index, first
+job = run_named_job
 
 
 def rows_of(spark, root: str, task: str) -> list[dict]:
@@ -132,12 +112,10 @@ def test_rebuild_gives_the_same_tables_and_commits_nothing(task_lake, spark):
         assert frame_hash(lake.read_named(spark, root, task)) == first["content_hash"][task]
 
 
-def test_exports_load_with_datasets(task_lake, tmp_path):
+def test_exports_load_with_datasets(task_exports):
     import datasets
 
-    root, _, _ = task_lake
-    out = tmp_path / "export"
-    summary = job("export_tasks", root, "--out", str(out))
+    out, summary = task_exports
     for rel, n in summary["files"].items():
         if n == 0:
             continue

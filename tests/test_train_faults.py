@@ -4,7 +4,9 @@ Each run is a real ``python ray_apps/finetune.py`` process with its own local Ra
 local``) on the tiny-cpu recipe over the Spark-written fixture lake, logging to the real MLflow server of
 conftest. After either fault the run must resume from its last checkpoint (not from step 0), reach the
 planned final step, and leave an MLflow loss history with exactly one value for every step 1..N: the
-replayed steps after the checkpoint must not be logged twice, and no step may be missing.
+replayed steps after the checkpoint must not be logged twice, and no step may be missing. The driver-kill run
+is also the suite's end-to-end check of what a finished run records (params, lineage, checkpoints kept, the
+registered model): one interrupted two-worker run proves both, at the cost of one.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def test_killed_worker_resumes_and_mlflow_history_has_each_step_once(work, mlflo
 def test_killed_driver_resubmitted_resumes_and_mlflow_history_has_each_step_once(work, mlflow_server):
     t0 = time.monotonic()
     pids, log = work / "pids-driver", work / "driver.log"
-    cmd = _cmd(work, "dkill", "--set", f"debug.pid_dir={pids}", "--set", "debug.step_sleep_s=1.5")
+    cmd = _cmd(work, "dkill", "--set", f"debug.pid_dir={pids}", "--set", "debug.step_sleep_s=1.5",
+               "--set", "eval.every_steps=4", "--set", "eval.batches=2")
     env = job_env(MLFLOW_TRACKING_URI=mlflow_server)
     proc = spawn(cmd, log, env=env, cwd=work)
     try:
@@ -143,5 +146,44 @@ def test_killed_driver_resubmitted_resumes_and_mlflow_history_has_each_step_once
     assert run.info.run_id == summary["mlflow_run_id"]  # the re-submission reattached to the same run
     _assert_whole(hist)
     assert run.info.status == "FINISHED"
+    _assert_run_record(work, mlflow_server, run, summary["stages"]["sft"], "tp-faults-dkill")
     print(f"\nTRAIN driver-kill: killed at step {killed_at}, resumed from {resumed}, "
           f"loss steps {hist['loss']}, test_s={time.monotonic() - t0:.0f}")
+
+
+def _assert_run_record(work: Path, uri: str, run, stage: dict, registered: str) -> None:  # noqa: ANN001
+    """What a finished run leaves, after its interruption: two-worker DDP params, Delta lineage, every metric,
+    the newest two checkpoints, a falling loss, and a registered model identical to the trained folder."""
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    client = MlflowClient(uri)
+    assert stage["steps"] == STEPS
+    ckpts = sorted(p.name for p in (work / "runs" / "dkill-sft").glob("checkpoint_0*"))
+    assert ckpts == ["checkpoint_0000006", f"checkpoint_{STEPS:07d}"]  # keep: 2
+    hf = Path(stage["hf_dir"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
+        p.name for p in hf.iterdir()}
+    assert run.info.run_name == "dkill"
+    assert run.data.tags["delta.input.arm_design.version"] == "0"
+    assert run.data.tags["delta.input.trial_completion_assessment.version"] == "0"
+    assert run.data.params["recipe.method"] == "full" and run.data.params["plan.global_batch"] == "16"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"tasks/arm_design",
+                                                                  "tasks/trial_completion_assessment"}
+    loss = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda m: m.step)]
+    assert sum(loss[-2:]) / 2 < sum(loss[:2]) / 2 - 0.3, loss  # from random init the loss must fall
+    assert client.get_metric_history(run.info.run_id, "eval_loss")
+
+    versions = client.search_model_versions(f"name='{registered}'")
+    assert len(versions) == 1 and versions[0].run_id == run.info.run_id
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{registered}/{versions[0].version}",
+                                                     dst_path=str(work / "dl")))
+    tok = AutoTokenizer.from_pretrained(local / "components" / "tokenizer")
+    assert tok.chat_template == (hf / "chat_template.jinja").read_text()
+    model = AutoModelForCausalLM.from_pretrained(local / "model")
+    trained = load_file(str(hf / "model.safetensors"))
+    name0 = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(model.state_dict()[name0], trained[name0])

@@ -12,6 +12,7 @@ records in = accepted + rejected.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import zipfile
 import zlib
@@ -109,7 +110,31 @@ def _read_zip_chunk(chunk: tuple[str, str, list[str]]) -> Iterator[tuple[str, st
             yield f"{uri}!/{name}", kind, data.decode("utf-8", errors="replace")
 
 
-def _gunzip_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def salvage_text(data: bytes, limit: int) -> str:
+    """The readable start of a file that could not be read, for its reject's ``raw``: whatever a truncated gzip
+    stream still decompresses to, else the bytes themselves (a non-gzip or non-zip file), up to ``limit`` bytes.
+    A reject must carry the text it came from, even when the file as a whole is unreadable."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            partial = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit)
+        except zlib.error:
+            partial = b""
+        if partial:
+            return partial.decode("utf-8", errors="replace")
+    return data[:limit].decode("utf-8", errors="replace")
+
+
+def _salvage_file(path: str | None, limit: int) -> str:
+    if path is None:  # a remote zip: not read on the driver
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            return salvage_text(fh.read(limit), limit)
+    except OSError:
+        return ""
+
+
+def _gunzip_partition(batches: Iterator[pd.DataFrame], raw_limit: int = 65536) -> Iterator[pd.DataFrame]:
     """Decompress .gz files in Python: a truncated or non-gzip file becomes one ``broken:`` row with the reason.
 
     Spark's text reader decompresses by extension and fails the whole read (FAILED_READ_FILE) on one bad
@@ -122,7 +147,7 @@ def _gunzip_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
             try:
                 text = gzip.decompress(bytes(content)).decode("utf-8", errors="replace")
             except (OSError, EOFError, zlib.error) as exc:
-                out.append((path, f"broken:unreadable gzip file: {exc}", ""))
+                out.append((path, f"broken:unreadable gzip file: {exc}", salvage_text(bytes(content), raw_limit)))
                 continue
             if kind == "line":  # split here, like a JSON-lines file's lines, so the file is read once
                 out.extend((path, kind, ln) for ln in text.splitlines() if ln.strip())
@@ -133,6 +158,7 @@ def _gunzip_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]
 
 def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[DataFrame, int]:
     """One row per file (or per line of a JSON-lines file): source_file, kind (whole|line|broken), text."""
+    raw_limit = int(cfg.get("sources.ctgov.broken_file_raw_bytes", 65536))
     files = classify_files(list_files(spark, inputs))
     schema = "source_file STRING, kind STRING, text STRING"
     frames: list[DataFrame] = []
@@ -150,8 +176,9 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
             .where(F.trim("text") != "")
         )
     if files.gzipped:
+        gunzip = functools.partial(_gunzip_partition, raw_limit=raw_limit)
         frames.append(spark.read.format("binaryFile").load(files.gzipped).select("path", "content")
-                      .mapInPandas(_gunzip_partition, schema))
+                      .mapInPandas(gunzip, schema))
     chunks, broken = _zip_chunks(files.zips, int(cfg.get("sources.ctgov.zip_members_per_task", 2000)))
     whole_chunks = [c for c in chunks if not _is_lines(c[2][0])]
     line_chunks = [c for c in chunks if _is_lines(c[2][0])]
@@ -167,7 +194,8 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
             .where(F.trim("text") != "")
         )
     if broken:
-        frames.append(spark.createDataFrame([(u, "broken:" + why, "") for u, why in broken], schema))
+        frames.append(spark.createDataFrame(
+            [(u, "broken:" + why, _salvage_file(local_path(u), raw_limit)) for u, why in broken], schema))
     if not frames:
         return spark.createDataFrame([], schema), files.count
     out = frames[0]
