@@ -17,61 +17,31 @@ RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"
 STEPS=(
   "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)|jobs/generate_world.py --records $TRIALS --seed 7 --out $WORLD --workers 2 --set publications.reviews_per_1000_trials=$REVIEWS"
   "ingest ClinicalTrials.gov (bulk ctg-studies.json.zip, planted bad records included)|jobs/ingest_ctgov.py --input $WORLD/ctgov"
-  "+ingest WHO ICTRP exports (63-column CSV, portal XML)|jobs/ingest_ictrp.py --input $WORLD/ictrp"
+  "ingest WHO ICTRP exports (63-column CSV, portal XML)|jobs/ingest_ictrp.py --input $WORLD/ictrp"
   "ingest PubMed/MEDLINE XML (trial papers, systematic reviews)|jobs/ingest_pubmed.py --input $WORLD/pubmed"
-  "+import the published TrialPanorama database (parquet fixtures)|jobs/import_panorama.py --input tests/fixtures/panorama"
+  "import the published TrialPanorama database (parquet fixtures)|jobs/import_panorama.py --input tests/fixtures/panorama"
   "unify trials across registries|jobs/unify_trials.py"
   "relations: trial -> publication, review -> publication|jobs/build_relations.py"
-  "+vocabularies: the world's MeSH XML and DrugBank CSV, WHO ICD-10 / ICD-10-CM|jobs/load_vocabularies.py --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $WORLD/vocab/drugbank*.csv --no-mesh-tree"
+  "vocabularies: the world's MeSH XML and DrugBank CSV, WHO ICD-10 / ICD-10-CM|jobs/load_vocabularies.py --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $WORLD/vocab/drugbank*.csv --no-mesh-tree"
   "link conditions to MeSH, drugs to DrugBank/MeSH|jobs/link_ontologies.py"
   "linking precision/recall against NLM-style derived MeSH|jobs/evaluate_linking.py --format table"
-  "+literature index (tantivy) over the publications|jobs/build_search_index.py"
+  "literature index (tantivy) over the publications|jobs/build_search_index.py"
   "the eight task tables: leak-free splits, content hashes, baselines|jobs/build_tasks.py"
   "leakage check: no test trial or paper in any training sample|jobs/check_leakage.py"
-  "+exports: chat JSONL, the study's layout, LLaMA-Factory alpaca|jobs/export_tasks.py --out exports"
-  "+tiny Llama model + BPE tokenizer trained on the task corpus|ray_apps/build_tiny_model.py --config conf/train/tiny-cpu.yaml"
+  "exports: chat JSONL, the study's layout, LLaMA-Factory alpaca|jobs/export_tasks.py --out exports"
+  "tiny Llama model + BPE tokenizer trained on the task corpus|ray_apps/build_tiny_model.py --config conf/train/tiny-cpu.yaml"
   "fine-tune it with Ray Train (2 CPU workers, two SFT stages)|ray_apps/finetune.py --config conf/train/tiny-cpu.yaml --set stages.stage1.max_steps=120 --set stages.stage2.max_steps=40"
   "benchmark untrained vs fine-tuned on the eight test sets (Ray Data, hf backend) + leaderboard|ray_apps/benchmark.py --config conf/bench/tiny-cpu.yaml --set run_id=$RUN_ID --leaderboard"
 )
 quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
 rm -rf "$WORLD"   # the generator writes into an empty folder; the same seed writes byte-identical files
-# A step whose description starts with "+" runs beside the step before it (they read different inputs and write
-# different tables; a shared table such as rejects takes concurrent appends, lake.commit_retries): on two cores
-# this overlaps one job's JVM start-up and Delta log work with the other's tasks. Each runs to its own log,
-# printed in step order once the group is done.
-n=${#STEPS[@]}; t0=$SECONDS; logs=$(mktemp -d); trap 'rm -rf "$logs"' EXIT
-run_group() {  # run_group FIRST LAST: steps FIRST..LAST at once
-  local first=$1 last=$2 k pids=() failed=0
-  if ((first == last)); then  # alone: its progress streams as it goes
-    printf '\n== %d/%d %s  [%d s]\n' "$((first + 1))" "$n" "${STEPS[first]%%|*}" "$((SECONDS - t0))"
-    # shellcheck disable=SC2086
-    $PY ${STEPS[first]#*|} 2>&1 | quiet
-    return
-  fi
-  for ((k = first; k <= last; k++)); do
-    local step=${STEPS[k]}; local desc=${step%%|*}
-    printf '\n== %d/%d %s  [%d s]\n' "$((k + 1))" "$n" "${desc#+}" "$((SECONDS - t0))"
-    # shellcheck disable=SC2086
-    ( $PY ${step#*|} > "$logs/$k.log" 2>&1 ) &
-    pids+=("$!")
-  done
-  for ((k = first; k <= last; k++)); do
-    wait "${pids[k - first]}" || failed=$((k + 1))
-    local desc=${STEPS[k]%%|*}
-    printf -- '-- %d/%d %s\n' "$((k + 1))" "$n" "${desc#+}"
-    quiet < "$logs/$k.log"
-  done
-  if ((failed)); then echo "step $failed failed" >&2; exit 1; fi
-}
-# Create the MLflow store (its schema migration) once, before two jobs could race to create it.
-$PY -c "import mlflow; mlflow.MlflowClient().search_experiments()" >/dev/null 2>&1
-i=0
-while ((i < n)); do
-  j=$i
-  while ((j + 1 < n)) && [[ ${STEPS[j + 1]} == +* ]]; do j=$((j + 1)); done
-  run_group "$i" "$j"
-  i=$((j + 1))
+n=${#STEPS[@]}; i=0; t0=$SECONDS
+for step in "${STEPS[@]}"; do
+  i=$((i + 1))
+  printf '\n== %d/%d %s  [%d s]\n' "$i" "$n" "${step%%|*}" "$((SECONDS - t0))"
+  # shellcheck disable=SC2086
+  $PY ${step#*|} 2>&1 | quiet
 done
 
 printf '\n== the lake\n'
