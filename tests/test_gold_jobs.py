@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import mlflow
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, job_argv
+from tests.conftest import FIXTURES, run_named_job
 from tests.test_ctgov_ingest import run_ingest
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
-
-
-def run_named_job(name: str, lake_root, *extra: str) -> dict:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job(name, "test", module.body, needs_input="--input" in extra, argv=job_argv(lake_root, *extra))
-
 
 # Cross-registrations planted in tests/fixtures/ictrp (see its README) and traps that must stay apart.
 LABELLED = [

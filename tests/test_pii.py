@@ -2,7 +2,8 @@
 
 The lake is conftest's session-scoped ``task_lake``, built from the fixtures by the real jobs (ClinicalTrials.gov
 fixtures plus the real records in shared/data, the ICTRP fixtures in all four shapes, the PubMed fixtures), up
-to build_tasks, and ``task_exports`` (export_tasks over it). Then every Delta table outside bronze and every exported file is scanned for the contact
+to build_tasks, and ``task_exports`` (export_tasks over it). Then every Delta table outside bronze and every
+exported file is scanned for the contact
 details the fixtures carry (ClinicalTrials.gov centralContacts, overallOfficials, location contacts and the
 responsible party's investigator; ICTRP public/scientific/ethics contacts and feed contacts).
 

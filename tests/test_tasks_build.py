@@ -20,9 +20,6 @@ from trialpanorama.tasks.registry import TASKS, load_task
 pytestmark = pytest.mark.heavy
 
 
-job = run_named_job
-
-
 def rows_of(spark, root: str, task: str) -> list[dict]:
     return [r.asDict(recursive=True) for r in lake.read_named(spark, root, task).collect()]
 
@@ -87,7 +84,7 @@ def test_search_scores_queries_deterministically(task_lake):
 
 def test_leakage_check_passes_and_catches_a_leak(task_lake, spark, tmp_path):
     root, _, _ = task_lake
-    report = job("check_leakage", root)
+    report = run_named_job("check_leakage", root)
     assert report["leaks"] == 0 and report["samples"] > 0
     leaked = tmp_path / "leaked"
     shutil.copytree(root, leaked)
@@ -100,13 +97,13 @@ def test_leakage_check_passes_and_catches_a_leak(task_lake, spark, tmp_path):
     to_frame(spark, victim["task"], [victim]).write.format("delta").mode("append").save(
         lake.table_uri(str(leaked), victim["task"]))
     with pytest.raises(SystemExit) as exc:
-        job("check_leakage", leaked)
+        run_named_job("check_leakage", leaked)
     assert exc.value.code == 1
 
 
 def test_rebuild_gives_the_same_tables_and_commits_nothing(task_lake, spark):
     root, _, first = task_lake
-    again = job("build_tasks", root)
+    again = run_named_job("build_tasks", root)
     assert again["content_hash"] == first["content_hash"] and again["tables"] == {}
     for task in ("arm_design", "study_screening"):
         assert frame_hash(lake.read_named(spark, root, task)) == first["content_hash"][task]

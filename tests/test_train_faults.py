@@ -146,12 +146,12 @@ def test_killed_driver_resubmitted_resumes_and_mlflow_history_has_each_step_once
     assert run.info.run_id == summary["mlflow_run_id"]  # the re-submission reattached to the same run
     _assert_whole(hist)
     assert run.info.status == "FINISHED"
-    _assert_run_record(work, mlflow_server, run, summary["stages"]["sft"], "tp-faults-dkill")
+    _assert_run_record(work, mlflow_server, run, summary["stages"]["sft"], "dkill")
     print(f"\nTRAIN driver-kill: killed at step {killed_at}, resumed from {resumed}, "
           f"loss steps {hist['loss']}, test_s={time.monotonic() - t0:.0f}")
 
 
-def _assert_run_record(work: Path, uri: str, run, stage: dict, registered: str) -> None:  # noqa: ANN001
+def _assert_run_record(work: Path, uri: str, run, stage: dict, name: str) -> None:  # noqa: ANN001
     """What a finished run leaves, after its interruption: two-worker DDP params, Delta lineage, every metric,
     the newest two checkpoints, a falling loss, and a registered model identical to the trained folder."""
     import mlflow
@@ -161,13 +161,14 @@ def _assert_run_record(work: Path, uri: str, run, stage: dict, registered: str) 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     client = MlflowClient(uri)
+    registered = f"tp-faults-{name}"  # as _cmd registers it
     assert stage["steps"] == STEPS
-    ckpts = sorted(p.name for p in (work / "runs" / "dkill-sft").glob("checkpoint_0*"))
+    ckpts = sorted(p.name for p in (work / "runs" / f"{name}-sft").glob("checkpoint_0*"))
     assert ckpts == ["checkpoint_0000006", f"checkpoint_{STEPS:07d}"]  # keep: 2
     hf = Path(stage["hf_dir"])
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
         p.name for p in hf.iterdir()}
-    assert run.info.run_name == "dkill"
+    assert run.info.run_name == name
     assert run.data.tags["delta.input.arm_design.version"] == "0"
     assert run.data.tags["delta.input.trial_completion_assessment.version"] == "0"
     assert run.data.params["recipe.method"] == "full" and run.data.params["plan.global_batch"] == "16"

@@ -134,7 +134,7 @@ def _salvage_file(path: str | None, limit: int) -> str:
         return ""
 
 
-def _gunzip_partition(batches: Iterator[pd.DataFrame], raw_limit: int = 65536) -> Iterator[pd.DataFrame]:
+def _gunzip_partition(batches: Iterator[pd.DataFrame], raw_limit: int) -> Iterator[pd.DataFrame]:
     """Decompress .gz files in Python: a truncated or non-gzip file becomes one ``broken:`` row with the reason.
 
     Spark's text reader decompresses by extension and fails the whole read (FAILED_READ_FILE) on one bad
