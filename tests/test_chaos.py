@@ -4,7 +4,7 @@ The parser-level tests run the XML parsers of every XML source on entity bombs a
 no Spark). The heavy test is `make chaos` in small: a few hundred generated records per format through the
 real ingest (one Spark run per format) into a lake per format, then the lake is read back: no crash, records
 in = accepted + rejected, every reject with a reason, every generated record found kept or rejected, no
-entity expanded or fetched. Reproducers of the crashes found in files this suite may not change are xfail.
+entity expanded or fetched.
 """
 
 from __future__ import annotations
@@ -88,10 +88,6 @@ def test_generators_are_deterministic_and_sized(tmp_path, target):
 
 
 @pytest.mark.heavy
-@pytest.mark.xfail(strict=False, reason=(
-    "open (issue 10): an ictrp_xml file-level case (CHX000146, the entity-amplification file) is rejected with "
-    "a reason but its reject's raw text does not carry the record's token; formats after ictrp_xml not yet "
-    "seen passing. Crashes 0, counts reconcile, every reject has a reason."))
 def test_every_format_survives_hostile_input(spark, base_cfg, tmp_path):
     from trialpanorama.chaos.report import table
     from trialpanorama.chaos.suite import run_suite

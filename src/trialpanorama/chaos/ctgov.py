@@ -123,8 +123,7 @@ def record_case(serial: int, pick: Picker, s: ChaosSettings, big_left: list[int]
         return Case(tok, "deep nesting", raw)
     if kind == 11:
         whole = _dumps({"chaosToken": tok, **study(serial, tok)})
-        # cut somewhere after the token (the record's first field), so the reject's raw text still names it
-        return Case(tok, "truncated record", whole[: max(len(tok) + 20, len(pick.cut(whole)))])
+        return Case(tok, "truncated record", pick.cut_after(whole, tok.encode()))
     if kind == 12:
         raw = pick.choice([json.dumps([tok]), json.dumps(tok), json.dumps({"studies": tok}),
                            json.dumps({"FullStudiesResponse": {"FullStudies": tok}})])

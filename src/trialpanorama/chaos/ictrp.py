@@ -210,8 +210,8 @@ def generate_xml(folder: Path, n: int, s: ChaosSettings) -> Batch:
         serial += 1
     singles = []
     tok = token(serial)
-    singles.append(("truncated.xml", Case(tok, "truncated file", pick.cut(_portal([_xml_trial(serial, tok).encode()]))
-                                          [:200])))
+    singles.append(("truncated.xml", Case(tok, "truncated file",
+                                          pick.cut_after(_portal([_xml_trial(serial, tok).encode()]), tok.encode()))))
     serial += 1
     tok = token(serial)
     doc = _portal([_xml_trial(serial, tok).encode()])

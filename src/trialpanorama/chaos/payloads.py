@@ -124,6 +124,12 @@ class Picker:
         """Truncate somewhere strictly inside the data."""
         return data[: self.rng.randrange(1, max(2, len(data) - 1))]
 
+    def cut_after(self, data: bytes, needle: bytes) -> bytes:
+        """Truncate strictly inside the data but after ``needle``: a file cut short still names its record
+        (its token), so the check can find the reject it must become."""
+        end = data.index(needle) + len(needle)
+        return data[: self.rng.randrange(end, max(end + 1, len(data) - 1))]
+
     def mangle_utf8(self, data: bytes) -> bytes:
         pos = self.rng.randrange(len(data)) if data else 0
         return data[:pos] + self.choice(INVALID_UTF8) + data[pos:]

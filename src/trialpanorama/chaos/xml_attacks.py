@@ -21,8 +21,10 @@ def marker_for(tok: str) -> str:
 
 
 def write_marker_file(folder: Path, marker: str) -> Path:
+    """The file an external entity points at. Its name must not hold the marker: a reject keeps its record's
+    DOCTYPE text (the path included), and only the file's content, loaded, may count as a hit."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{marker}.txt"
+    path = folder / "external-entity-target.txt"
     path.write_text(marker + "\n")
     return path
 

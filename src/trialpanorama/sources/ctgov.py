@@ -31,7 +31,7 @@ from trialpanorama.normalize.identifiers import NCT_PATTERN, mesh_ui
 from trialpanorama.progress import progress
 from trialpanorama.schemas import SILVER_CHILD_TABLES
 from trialpanorama.sources import ctgov_schema, staging
-from trialpanorama.sources.files import list_files, local_path
+from trialpanorama.sources.files import list_files, local_path, salvage_file, salvage_text
 from trialpanorama.sources.staging import IngestSummary
 
 SOURCE = "ctgov"
@@ -110,30 +110,6 @@ def _read_zip_chunk(chunk: tuple[str, str, list[str]]) -> Iterator[tuple[str, st
             yield f"{uri}!/{name}", kind, data.decode("utf-8", errors="replace")
 
 
-def salvage_text(data: bytes, limit: int) -> str:
-    """The readable start of a file that could not be read, for its reject's ``raw``: whatever a truncated gzip
-    stream still decompresses to, else the bytes themselves (a non-gzip or non-zip file), up to ``limit`` bytes.
-    A reject must carry the text it came from, even when the file as a whole is unreadable."""
-    if data[:2] == b"\x1f\x8b":
-        try:
-            partial = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit)
-        except zlib.error:
-            partial = b""
-        if partial:
-            return partial.decode("utf-8", errors="replace")
-    return data[:limit].decode("utf-8", errors="replace")
-
-
-def _salvage_file(path: str | None, limit: int) -> str:
-    if path is None:  # a remote zip: not read on the driver
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            return salvage_text(fh.read(limit), limit)
-    except OSError:
-        return ""
-
-
 def _gunzip_partition(batches: Iterator[pd.DataFrame], raw_limit: int) -> Iterator[pd.DataFrame]:
     """Decompress .gz files in Python: a truncated or non-gzip file becomes one ``broken:`` row with the reason.
 
@@ -158,7 +134,7 @@ def _gunzip_partition(batches: Iterator[pd.DataFrame], raw_limit: int) -> Iterat
 
 def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[DataFrame, int]:
     """One row per file (or per line of a JSON-lines file): source_file, kind (whole|line|broken), text."""
-    raw_limit = int(cfg.get("sources.ctgov.broken_file_raw_bytes", 65536))
+    raw_limit = int(cfg.require("sources.broken_file_raw_bytes"))
     files = classify_files(list_files(spark, inputs))
     schema = "source_file STRING, kind STRING, text STRING"
     frames: list[DataFrame] = []
@@ -195,7 +171,7 @@ def read_files(spark: SparkSession, inputs: list[str], cfg: Config) -> tuple[Dat
         )
     if broken:
         frames.append(spark.createDataFrame(
-            [(u, "broken:" + why, _salvage_file(local_path(u), raw_limit)) for u, why in broken], schema))
+            [(u, "broken:" + why, salvage_file(local_path(u), raw_limit)) for u, why in broken], schema))
     if not frames:
         return spark.createDataFrame([], schema), files.count
     out = frames[0]

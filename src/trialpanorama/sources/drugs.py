@@ -30,6 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from trialpanorama.sources.duplicates import first_per_key
+from trialpanorama.sources.files import decode_utf8
 
 SOURCE_DRUGBANK = "drugbank_csv"
 SOURCE_DICTIONARY = "drug_dictionary"
@@ -148,8 +149,11 @@ def _parse_drugbank(batches: Iterator[Any]) -> Iterator[Any]:
     cols = [c.split(" ")[0] for c in ROW_DDL.split(", ")] + ["raw", "reason"]
     for pdf in batches:
         out = []
-        for source_file, line in zip(pdf["source_file"], pdf["value"], strict=True):
-            row, reason = parse_drugbank_line(line or "")
+        for source_file, data in zip(pdf["source_file"], pdf["value"], strict=True):
+            line, bad_bytes = decode_utf8(data)
+            row, reason = parse_drugbank_line(line)
+            if row is not None and bad_bytes:  # a drug name with U+FFFD in it would match nothing
+                row, reason = None, f"{row['drugbank_id']}: {bad_bytes}"
             if row is None and reason is None:
                 continue
             if row is None:
@@ -163,7 +167,8 @@ def _parse_drugbank(batches: Iterator[Any]) -> Iterator[Any]:
 
 def read_drugbank(spark: SparkSession, files: list[str]) -> tuple[DataFrame, DataFrame]:
     """(rows, rejects) from DrugBank open vocabulary CSV files."""
-    lines = spark.read.text(files).select(F.col("_metadata.file_path").alias("source_file"), "value")
+    lines = spark.read.text(files).select(F.col("_metadata.file_path").alias("source_file"),
+                                          F.col("value").cast("binary").alias("value"))
     parsed = lines.mapInPandas(_parse_drugbank, f"{ROW_DDL}, raw STRING, reason STRING")
     rows, dups = first_per_key(parsed.where("reason IS NULL").drop("reason"), ["source", "drug_key"], "DrugBank id")
     rejects = parsed.where("reason IS NOT NULL").select("source_file", "raw", "reason").unionByName(dups)

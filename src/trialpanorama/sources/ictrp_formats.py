@@ -29,6 +29,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from trialpanorama.sources.files import quoted_column
+
 # ------------------------------------------------------------------------------------ canonical fields
 # The full export's 63 columns, by position (formats.md §3a), under their canonical names.
 EXPORT_COLUMNS: tuple[str, ...] = (
@@ -214,7 +216,7 @@ def read_csv_header(spark: SparkSession, header: tuple[str, ...], files: list[st
     values: dict[str, Column] = {}
     raw_fields = []
     for name in names:
-        col = F.col("`" + name.replace("`", "``") + "`")
+        col = quoted_column(name)
         target = field_for_name(name)
         if target and target not in values:
             values[target] = col

@@ -26,6 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from trialpanorama.sources.duplicates import first_per_key
+from trialpanorama.sources.files import decode_utf8
 
 TREE_NUMBER = re.compile(r"^[A-Z]\d{2}(\.\d{3})*$")
 MESH_UI = re.compile(r"^[CDQ]\d{6}(\d{3})?$")
@@ -59,6 +60,14 @@ SPECS = {
 def _strip_star(ui: str | None) -> str | None:
     # HeadingMappedTo/DescriptorReferredTo/DescriptorUI marks starred (major) headings with a leading '*'.
     return ui.lstrip("*").strip() if ui else ui
+
+
+def record_text(chunk: str, kind: str) -> str:
+    """The record's own XML in a chunk (from its opening tag on; the split removed its closing tag), else the
+    chunk: a reject's raw text. The first chunk of a file also holds the file's prolog (its DOCTYPE, whatever
+    entities that defines), which is not the record's text."""
+    start = re.search(rf"<{SPECS[kind].record}[\s>]", chunk)
+    return chunk.strip() if start is None else chunk[start.start():].strip()
 
 
 def parse_record(chunk: str, kind: str) -> dict[str, Any] | None:
@@ -119,12 +128,16 @@ def _parse_partition(kind: str):
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for pdf in batches:
             out: list[dict[str, Any]] = []
-            for source_file, chunk in zip(pdf["source_file"], pdf["value"], strict=True):
-                rec = parse_record(chunk or "", kind)
+            for source_file, data in zip(pdf["source_file"], pdf["value"], strict=True):
+                chunk, bad_bytes = decode_utf8(data)
+                rec = parse_record(chunk, kind)
                 if rec is None:
                     continue
+                if bad_bytes and rec.get("reason") is None:  # a vocabulary term with U+FFFD in it is garbage
+                    rec = {"reason": f"{rec.get('mesh_ui') or kind}: {bad_bytes}"}
                 # raw kept for every record until duplicates are resolved: a duplicate is a reject too
-                out.append({"source_file": source_file, "raw": chunk.strip(), **{c: rec.get(c) for c in cols[2:]}})
+                out.append({"source_file": source_file, "raw": record_text(chunk, kind),
+                            **{c: rec.get(c) for c in cols[2:]}})
             yield pd.DataFrame(out, columns=cols)
 
     return run
@@ -138,7 +151,8 @@ def read_xml(spark: SparkSession, files: list[str], kind: str) -> tuple[DataFram
     spec = SPECS[kind]
     chunks = spark.read.option("lineSep", f"</{spec.record}>").text(files) \
         .select(F.col("_metadata.file_path").alias("source_file"), "value")
-    parsed = chunks.mapInPandas(_parse_partition(kind), f"source_file STRING, raw STRING, {RECORD_DDL}")
+    parsed = chunks.select("source_file", F.col("value").cast("binary").alias("value")).mapInPandas(
+        _parse_partition(kind), f"source_file STRING, raw STRING, {RECORD_DDL}")
     # A complete file ends with the record set's closing tag; a file without it was cut short.
     closed = chunks.groupBy("source_file").agg(
         F.max(F.col("value").contains(spec.closing_set).cast("int")).alias("closed"))

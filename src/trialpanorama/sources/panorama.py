@@ -23,6 +23,8 @@ from functools import reduce
 from pathlib import PurePosixPath
 from typing import Any
 
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DataType, MapType, NumericType, StructType
@@ -34,7 +36,7 @@ from trialpanorama.normalize.ages import age_in_years
 from trialpanorama.progress import progress
 from trialpanorama.schemas import TABLES
 from trialpanorama.sources import staging
-from trialpanorama.sources.files import list_files
+from trialpanorama.sources.files import list_files, local_path, quoted_column, salvage_file
 from trialpanorama.sources.staging import IngestSummary
 
 SOURCE = "panorama"
@@ -219,19 +221,31 @@ def _as_string(c: Column, dtype: DataType) -> Column:
     return F.to_json(c) if isinstance(dtype, (ArrayType, StructType, MapType)) else c.cast("string")
 
 
-def read_table(spark: SparkSession, files: list[str]) -> DataFrame:
-    """One published table from its parquet files, unioned by name: parts may lack columns, and a column
-    whose type differs between parts is read as text (union's own coercion would cast "18 Years" to a
-    number, which fails under ANSI mode); numbers of different widths are left to union to widen."""
-    frames = [spark.read.parquet(f).withColumn("source_file", F.col("_metadata.file_path")) for f in files]
+def open_parquet(spark: SparkSession, files: list[str]) -> tuple[list[DataFrame], dict[str, str]]:
+    """Each file as a frame with its source_file, and the files Spark cannot open (a truncated part whose
+    footer is gone, a file that only looks like parquet) with the reason: those become rejects, not a failed
+    import. A part whose footer reads but whose pages are corrupt still fails the job when read."""
+    frames, unreadable = [], {}
+    for f in files:
+        try:
+            frames.append(spark.read.parquet(f).withColumn("source_file", F.col("_metadata.file_path")))
+        except (PySparkException, Py4JJavaError) as exc:
+            unreadable[f] = f"unreadable parquet file: {str(exc).strip().splitlines()[0][:500]}"
+    return frames, unreadable
+
+
+def read_table(frames: list[DataFrame]) -> DataFrame:
+    """One published table from its parquet files' frames, unioned by name: parts may lack columns, and a
+    column whose type differs between parts is read as text (union's own coercion would cast "18 Years" to
+    a number, which fails under ANSI mode); numbers of different widths are left to union to widen."""
     types: dict[str, set[DataType]] = {}
     for df in frames:
         for f in df.schema.fields:
             types.setdefault(f.name, set()).add(f.dataType)
     mixed = {name for name, ts in types.items()
              if len(ts) > 1 and not all(isinstance(t, NumericType) for t in ts)}
-    frames = [df.select(*[_as_string(F.col(f.name), f.dataType).alias(f.name) if f.name in mixed else F.col(f.name)
-                          for f in df.schema.fields]) for df in frames]
+    frames = [df.select(*[_as_string(quoted_column(f.name), f.dataType).alias(f.name) if f.name in mixed
+                          else quoted_column(f.name) for f in df.schema.fields]) for df in frames]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
@@ -244,8 +258,12 @@ def count_rows(tables: dict[str, DataFrame]) -> dict[str, int]:
     return {t: counts.get(t, 0) for t in sorted(tables)}
 
 
-def _published(df: DataFrame) -> list[str]:
+def _published_names(df: DataFrame) -> list[str]:
     return [c for c in df.columns if c != "source_file"]
+
+
+def _published(df: DataFrame) -> list[Column]:
+    return [quoted_column(c) for c in _published_names(df)]
 
 
 def _study_id(df: DataFrame) -> Column:
@@ -257,6 +275,20 @@ def _rows_without_study(df: DataFrame, table: str) -> DataFrame:
     return df.where(_study_id(df).isNull()).select(
         F.lit(None).cast("string").alias("study_id"), "source_file",
         F.to_json(F.struct(*_published(df))).alias("raw"), F.lit(f"missing study_id ({table})").alias("reason"))
+
+
+def _with_unreadable(spark: SparkSession, records: DataFrame | None, unreadable: dict[str, str],
+                     mapping: Mapping, cfg: Config) -> DataFrame | None:
+    """The records plus one reject per unreadable file, carrying the file's readable start as raw text."""
+    if not unreadable:
+        return records
+    limit = int(cfg.require("sources.broken_file_raw_bytes"))
+    bad = spark.createDataFrame([(f, salvage_file(local_path(f), limit), why) for f, why in sorted(unreadable.items())],
+                                "source_file STRING, raw STRING, reason STRING").select(
+        F.lit(None).cast("string").alias("study_id"), "source_file", "raw", "reason",
+        F.sha2(F.concat_ws("\u0001", "source_file", "raw"), 256).alias("record_hash"),
+        F.lit(mapping.version).alias("source_version"))
+    return bad if records is None else records.unionByName(bad, allowMissingColumns=True)
 
 
 def study_records(tables: dict[str, DataFrame], mapping: Mapping) -> DataFrame | None:
@@ -392,7 +424,7 @@ class PanoramaSummary:
 def _column_report(tables: dict[str, DataFrame], mapping: Mapping) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     unmapped, missing = {}, {}
     for t, df in tables.items():
-        published, used = set(_published(df)), mapping.tables[t].sources() | {"study_id"}
+        published, used = set(_published_names(df)), mapping.tables[t].sources() | {"study_id"}
         if published - used:
             unmapped[t] = sorted(published - used)
         if used - published - {"study_id"}:
@@ -409,7 +441,12 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
     by_table, skipped = group_files(files, mapping)
     n_files = sum(len(v) for v in by_table.values())
     progress(f"panorama: {n_files} parquet files of {len(by_table)} tables, {len(skipped)} files skipped")
-    tables = {t: read_table(spark, fs) for t, fs in sorted(by_table.items())}
+    tables, unreadable = {}, {}
+    for t, fs in sorted(by_table.items()):
+        frames, bad = open_parquet(spark, fs)
+        unreadable.update(bad)
+        if frames:
+            tables[t] = read_table(frames)
     rows_read = count_rows(tables)
     mapper = Mapper(mapping, {t: df.schema for t, df in tables.items()},
                     load_sibling_yaml(cfg, "normalize.yaml")["age_units_in_years"])
@@ -422,7 +459,7 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
             changed = changed.join(owned, "study_id", "left_anti")
         return silver_frames(changed, mapper, ingested_at)
 
-    records = study_records(tables, mapping)
+    records = _with_unreadable(spark, study_records(tables, mapping), unreadable, mapping, cfg)
     summary = IngestSummary(n_files, 0, 0, 0) if records is None else staging.stage(
         spark, cfg.lake_root, source=SOURCE, parsed=records, key="study_id", bronze_table="panorama_raw",
         bronze_key="study_id", n_files=n_files, ingested_at=ingested_at, silver=silver,

@@ -37,6 +37,7 @@ TOP_TAGS = ("PubmedArticle", "PubmedBookArticle", "DeleteCitation")
 _START = re.compile(rb"<(PubmedArticle|PubmedBookArticle|DeleteCitation)[\s>]")
 _PMID = re.compile(r"^\d{1,9}$")
 _YEAR = re.compile(r"(\d{4})")
+_MAX_VERSION = 999  # PMID/@Version: NLM numbers versions 1, 2, ...; anything else in it is corrupt input
 _GZIP_MAGIC = b"\x1f\x8b"
 _STREAM_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 _RAW_LIMIT = 200_000  # characters of a rejected record kept in `rejects.raw`
@@ -85,11 +86,11 @@ def _raw(el: etree._Element) -> str:
     return etree.tostring(el, encoding="unicode", with_tail=False)
 
 
-def _version(el: etree._Element | None) -> int:
-    try:
-        return int((el.get("Version") if el is not None else None) or 1)
-    except ValueError:
-        return 1
+def _version(el: etree._Element | None) -> int | None:
+    """PMID/@Version (1 when absent); None when it is no small positive integer (NLM's run 1, 2, ...): it
+    orders the versions of an article, so a garbled one must not pass as version 1."""
+    text = ((el.get("Version") if el is not None else None) or "1").strip()
+    return int(text) if text.isdigit() and 0 < int(text) <= _MAX_VERSION else None
 
 
 # ---------------------------------------------------------------------------------------- extraction
@@ -266,8 +267,10 @@ class FileParser:
         if el.tag == "DeleteCitation":
             for p in el.findall("PMID"):
                 pmid = (p.text or "").strip()
-                if _PMID.match(pmid):
+                if _PMID.match(pmid) and _version(p) is not None:
                     yield self._record("delete", pmid, _version(p), f"<DeleteCitation>{_raw(p)}</DeleteCitation>", None)
+                elif _PMID.match(pmid):
+                    yield self.reject(raw, f"PMID {pmid}: Version out of range: {p.get('Version')[:40]!r}")
                 else:
                     yield self.reject(raw, f"malformed PMID in DeleteCitation: {pmid[:40]!r}")
             return
@@ -279,13 +282,17 @@ class FileParser:
         if not _PMID.match(pmid):
             yield self.reject(raw, f"malformed PMID: {pmid[:40]!r}", pmid=None)
             return
+        version = _version(pmid_el)
+        if version is None:
+            yield self.reject(raw, f"PMID {pmid}: Version out of range: {pmid_el.get('Version')[:40]!r}", pmid=pmid)
+            return
         try:
             fields = article_fields(el, self.registries, self.index)
         except (ValueError, TypeError, AttributeError) as exc:
             yield self.reject(raw, f"unusable article: {exc}")
             return
         kind = "book_article" if el.tag == "PubmedBookArticle" else "article"
-        yield self._record(kind, pmid, _version(pmid_el), raw, None, fields)
+        yield self._record(kind, pmid, version, raw, None, fields)
 
 
 def _open(content: bytes) -> io.BufferedIOBase:

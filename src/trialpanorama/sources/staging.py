@@ -52,9 +52,17 @@ class IngestSummary:
 
 
 def rejects_frame(parsed: DataFrame, ingested_at: Column, source: str) -> DataFrame:
-    """Rows for the shared ``rejects`` table; the id hashes source, file, reason and raw text."""
-    return parsed.where(F.col("reason").isNotNull()).select(
-        F.sha2(F.concat_ws("\u0001", F.lit(source), "source_file", "reason", "raw"), 256).alias("reject_id"),
+    """Rows for the shared ``rejects`` table; the id hashes source, file, reason and raw text.
+
+    The same bad line twice in one file is two rejects, not one: the second and later copies get their
+    occurrence number in the id (the first keeps the plain hash, so ids already in a lake stay valid). The
+    ids are still the same on every run over the same input, so a re-run adds nothing.
+    """
+    base = F.sha2(F.concat_ws("\u0001", F.lit(source), "source_file", "reason", "raw"), 256)
+    occurrence = F.row_number().over(Window.partitionBy("_base").orderBy(F.lit(1)))
+    return parsed.where(F.col("reason").isNotNull()).withColumn("_base", base).select(
+        F.when(occurrence == 1, F.col("_base"))
+        .otherwise(F.sha2(F.concat_ws("\u0001", "_base", occurrence.cast("string")), 256)).alias("reject_id"),
         F.lit(source).alias("source"), "source_file", "raw", "reason", ingested_at.alias("ingested_at"),
     )
 
