@@ -18,5 +18,9 @@ def body(ctx: JobContext) -> dict:
     return counts
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("build_relations", __doc__.splitlines()[0], body, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("build_relations", __doc__.splitlines()[0], body))
+    main_guard(main)

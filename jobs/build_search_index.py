@@ -34,5 +34,9 @@ def body(ctx: JobContext) -> dict:
             "content_hash": manifest["content_hash"]}
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("build_search_index", __doc__.splitlines()[0], body, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("build_search_index", __doc__.splitlines()[0], body))
+    main_guard(main)

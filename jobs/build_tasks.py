@@ -67,5 +67,9 @@ def body(ctx: JobContext) -> dict:
     return out
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("build_tasks", __doc__.splitlines()[0], body, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("build_tasks", __doc__.splitlines()[0], body, add_args=add_args))
+    main_guard(main)

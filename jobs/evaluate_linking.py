@@ -36,5 +36,9 @@ def add_args(p) -> None:
                    help="also report the studies whose study_id matches REGEX as group NAME (repeatable)")
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("evaluate_linking", __doc__.splitlines()[0], body, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("evaluate_linking", __doc__.splitlines()[0], body, add_args=add_args))
+    main_guard(main)

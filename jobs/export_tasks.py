@@ -31,5 +31,9 @@ def body(ctx: JobContext) -> dict:
     return {"out": ctx.args.out, "files": counts}
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("export_tasks", __doc__.splitlines()[0], body, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("export_tasks", __doc__.splitlines()[0], body, add_args=add_args))
+    main_guard(main)

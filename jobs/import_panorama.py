@@ -19,6 +19,10 @@ def body(ctx: JobContext) -> dict:
     return summary.as_result()
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("import_panorama", __doc__.splitlines()[0], body,
+                   needs_input=True, default_input_key="sources.panorama.default_input", argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("import_panorama", __doc__.splitlines()[0], body, needs_input=True,
-                               default_input_key="sources.panorama.default_input"))
+    main_guard(main)

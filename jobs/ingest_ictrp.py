@@ -17,6 +17,10 @@ def body(ctx: JobContext) -> dict:
     return summary.as_result()
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("ingest_ictrp", __doc__.splitlines()[0], body,
+                   needs_input=True, default_input_key="sources.ictrp.default_input", argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("ingest_ictrp", __doc__.splitlines()[0], body, needs_input=True,
-                               default_input_key="sources.ictrp.default_input"))
+    main_guard(main)

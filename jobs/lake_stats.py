@@ -18,9 +18,13 @@ def body(ctx: JobContext) -> dict:
     return {"lake": ctx.lake, "tables": stats}
 
 
+def add_args(parser) -> None:
+    parser.add_argument("--format", choices=["json", "table"], default="json", help="also print a table on stderr")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("lake_stats", __doc__.splitlines()[0], body, track=False, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job(
-        "lake_stats", __doc__.splitlines()[0], body, track=False,
-        add_args=lambda p: p.add_argument("--format", choices=["json", "table"], default="json",
-                                          help="also print a table on stderr"),
-    ))
+    main_guard(main)

@@ -24,5 +24,9 @@ def add_args(p) -> None:
                    help="relink every name, even those whose candidates were computed with the current vocabularies")
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("link_ontologies", __doc__.splitlines()[0], body, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("link_ontologies", __doc__.splitlines()[0], body, add_args=add_args))
+    main_guard(main)

@@ -46,5 +46,9 @@ def body(ctx: JobContext) -> dict:
     return stats
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("load_vocabularies", __doc__.splitlines()[0], body, add_args=add_args, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("load_vocabularies", __doc__.splitlines()[0], body, add_args=add_args))
+    main_guard(main)

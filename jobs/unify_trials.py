@@ -16,5 +16,9 @@ def body(ctx: JobContext) -> dict:
     return stats
 
 
+def main(argv: list[str] | None = None) -> dict:
+    return run_job("unify_trials", __doc__.splitlines()[0], body, argv=argv)
+
+
 if __name__ == "__main__":
-    main_guard(lambda: run_job("unify_trials", __doc__.splitlines()[0], body))
+    main_guard(main)

@@ -2,7 +2,8 @@
 # The whole pipeline built so far, end to end, into ./lakehouse: a generated registry world in the real source
 # formats (jobs/generate_world.py, deterministic for its seed) -> ingest -> unify -> relations -> linking ->
 # task sets -> Ray Train fine-tuning of a tiny model -> Ray Data benchmark and leaderboard.
-# Each step is one job as a user would run it; its one-line JSON result is printed after its progress.
+# Each job runs as a user would run it (the Spark ones as steps of jobs/run_pipeline.py); its one-line JSON result
+# is printed after its progress.
 # DEMO_TRIALS (default 1000) sizes the world; re-running on the same world changes no table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,38 +15,48 @@ TRIALS=${DEMO_TRIALS:-1000}
 # too few for the three review tasks to have a test set and a training set, so the demo world has 5x more.
 REVIEWS=${DEMO_REVIEWS_PER_1000:-30}
 RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"
-STEPS=(
-  "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)|jobs/generate_world.py --records $TRIALS --seed 7 --out $WORLD --workers 2 --set publications.reviews_per_1000_trials=$REVIEWS"
-  "ingest ClinicalTrials.gov (bulk ctg-studies.json.zip, planted bad records included)|jobs/ingest_ctgov.py --input $WORLD/ctgov"
-  "ingest WHO ICTRP exports (63-column CSV, portal XML)|jobs/ingest_ictrp.py --input $WORLD/ictrp"
-  "ingest PubMed/MEDLINE XML (trial papers, systematic reviews)|jobs/ingest_pubmed.py --input $WORLD/pubmed"
-  "import the published TrialPanorama database (parquet fixtures)|jobs/import_panorama.py --input tests/fixtures/panorama"
-  "unify trials across registries|jobs/unify_trials.py"
-  "relations: trial -> publication, review -> publication|jobs/build_relations.py"
-  "vocabularies: the world's MeSH XML and DrugBank CSV, WHO ICD-10 / ICD-10-CM|jobs/load_vocabularies.py --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $WORLD/vocab/drugbank*.csv --no-mesh-tree"
-  "link conditions to MeSH, drugs to DrugBank/MeSH|jobs/link_ontologies.py"
-  "linking precision/recall against NLM-style derived MeSH|jobs/evaluate_linking.py --format table"
-  "literature index (tantivy) over the publications|jobs/build_search_index.py"
-  "the eight task tables: leak-free splits, content hashes, baselines|jobs/build_tasks.py"
-  "leakage check: no test trial or paper in any training sample|jobs/check_leakage.py"
-  "exports: chat JSONL, the study's layout, LLaMA-Factory alpaca|jobs/export_tasks.py --out exports"
-  "tiny Llama model + BPE tokenizer trained on the task corpus|ray_apps/build_tiny_model.py --config conf/train/tiny-cpu.yaml"
-  "fine-tune it with Ray Train (2 CPU workers, two SFT stages)|ray_apps/finetune.py --config conf/train/tiny-cpu.yaml --set stages.stage1.max_steps=120 --set stages.stage2.max_steps=40"
-  "benchmark untrained vs fine-tuned on the eight test sets (Ray Data, hf backend) + leaderboard|ray_apps/benchmark.py --config conf/bench/tiny-cpu.yaml --set run_id=$RUN_ID --leaderboard"
-)
 quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
-rm -rf "$WORLD"   # the generator writes into an empty folder; the same seed writes byte-identical files
-n=${#STEPS[@]}; i=0; t0=$SECONDS
-for step in "${STEPS[@]}"; do
+n=5; i=0; t0=$SECONDS
+step() {  # step TITLE SCRIPT ARGS...: one numbered step of the demo, its output filtered of Spark/Ray chatter
+  local title=$1; shift
   i=$((i + 1))
-  printf '\n== %d/%d %s  [%d s]\n' "$i" "$n" "${step%%|*}" "$((SECONDS - t0))"
-  # shellcheck disable=SC2086
-  $PY ${step#*|} 2>&1 | quiet
-done
+  printf '\n== %d/%d %s  [%d s]\n' "$i" "$n" "$title" "$((SECONDS - t0))"
+  $PY "$@" 2>&1 | quiet
+}
 
-printf '\n== the lake\n'
-$PY jobs/lake_stats.py --format table 2>&1 >/dev/null | quiet
+rm -rf "$WORLD"   # the generator writes into an empty folder; the same seed writes byte-identical files
+step "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML, PubMed XML.gz, MeSH XML, DrugBank CSV)" \
+  jobs/generate_world.py --records "$TRIALS" --seed 7 --out "$WORLD" --workers 2 \
+  --set "publications.reviews_per_1000_trials=$REVIEWS"
+# The Spark jobs run as the steps of one jobs/run_pipeline.py: one JVM and Delta start instead of fourteen (about
+# 15 s each here); each step is still its own job, with its own MLflow run and JSON line. Set here, after the
+# world exists, because the DrugBank file name is globbed.
+LAKE_STEPS=(
+  "ingest_ctgov --input $WORLD/ctgov"
+  "ingest_ictrp --input $WORLD/ictrp"
+  "ingest_pubmed --input $WORLD/pubmed"
+  "import_panorama --input tests/fixtures/panorama"
+  "unify_trials"
+  "build_relations"
+  "load_vocabularies --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $(echo $WORLD/vocab/drugbank*.csv) --no-mesh-tree"
+  "link_ontologies"
+  "evaluate_linking --format table"
+  "build_search_index"
+  "build_tasks"
+  "check_leakage"
+  "export_tasks --out exports"
+  "lake_stats --format table"
+)
+pipeline=()
+for s in "${LAKE_STEPS[@]}"; do pipeline+=(--step "$s"); done
+step "the lake: ingest 4 sources, unify, relations, vocabularies, linking (+ its evaluation), literature index, the eight task tables, leakage check, exports, lake stats (${#LAKE_STEPS[@]} Spark jobs in one session)" \
+  jobs/run_pipeline.py "${pipeline[@]}"
+step "tiny Llama model + BPE tokenizer trained on the task corpus" ray_apps/build_tiny_model.py --config conf/train/tiny-cpu.yaml
+step "fine-tune it with Ray Train (2 CPU workers, two SFT stages)" \
+  ray_apps/finetune.py --config conf/train/tiny-cpu.yaml --set stages.stage1.max_steps=120 --set stages.stage2.max_steps=40
+step "benchmark untrained vs fine-tuned on the eight test sets (Ray Data, hf backend) + leaderboard" \
+  ray_apps/benchmark.py --config conf/bench/tiny-cpu.yaml --set "run_id=$RUN_ID" --leaderboard
 
 cat <<MSG
 

@@ -164,16 +164,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
 
 
 def run_named_job(name: str, lake_root: Path | str, *extra: str) -> dict:
-    """Run ``jobs/<name>.py``'s body in-process against a test lake, as its entry point would."""
-    import importlib.util
+    """Run ``jobs/<name>.py`` in-process against a test lake, through its own ``main(argv)``."""
+    from trialpanorama.jobrun import load_job
 
-    from trialpanorama.jobrun import run_job
-
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job(name, "test", module.body, needs_input="--input" in extra,
-                   add_args=getattr(module, "add_args", None), argv=job_argv(lake_root, *extra))
+    return load_job(ROOT / "jobs", name).main(job_argv(lake_root, *extra))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import job_argv
+from tests.conftest import job_argv, run_named_job
 from tests.fault_helpers import (
     PY,
     ROOT,
@@ -39,15 +39,7 @@ SLOW_ROW_S = 6.0  # x 4 rows: the window in which the concurrent commit must lan
 
 
 def _run_in_process(lake: Path, inp: Path) -> dict:
-    import importlib.util
-
-    from trialpanorama.jobrun import run_job
-
-    spec = importlib.util.spec_from_file_location("ingest_ctgov_job_conc", JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job("ingest_ctgov", "concurrency test", module.body, needs_input=True,
-                   argv=job_argv(lake, "--input", str(inp)))
+    return run_named_job("ingest_ctgov", lake, "--input", str(inp))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ table creation, MERGE updates of parent rows, delete+insert of child rows, bronz
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import job_argv
+from tests.conftest import job_argv, run_named_job
 from tests.fault_helpers import (
     PY,
     ROOT,
@@ -54,13 +53,7 @@ def _figures(point: str, detail: str, outcome: dict, killed_s: float, t0: float)
 
 
 def _run_in_process(lake: Path, inp: Path) -> dict:
-    spec = importlib.util.spec_from_file_location("ingest_ctgov_job_crash", JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from trialpanorama.jobrun import run_job
-
-    return run_job("ingest_ctgov", "crash test", module.body, needs_input=True,
-                   argv=job_argv(lake, "--input", str(inp)))
+    return run_named_job("ingest_ctgov", lake, "--input", str(inp))
 
 
 def _amend(raw: bytes) -> bytes:

@@ -15,9 +15,8 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conftest import FIXTURES, job_argv
+from tests.conftest import FIXTURES, run_named_job
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
 from trialpanorama.sources import ctgov
 
 CTGOV = FIXTURES / "ctgov"
@@ -25,13 +24,7 @@ CTGOV = FIXTURES / "ctgov"
 
 
 def run_ingest(lake_root, *inputs: str) -> dict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ingest_ctgov_job", FIXTURES.parents[1] / "jobs" / "ingest_ctgov.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job("ingest_ctgov", "test", module.body, needs_input=True,
-                   argv=job_argv(lake_root, "--input", *inputs))
+    return run_named_job("ingest_ctgov", lake_root, "--input", *inputs)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,8 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conftest import FIXTURES, job_argv
+from tests.conftest import FIXTURES, run_named_job
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
 from trialpanorama.sources import ictrp_formats
 
 ICTRP = FIXTURES / "ictrp"
@@ -25,13 +24,7 @@ EUCTR = "EUCTR2015-004321-12"
 
 
 def run_ingest(lake_root, *inputs: str) -> dict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("ingest_ictrp_job", FIXTURES.parents[1] / "jobs" / "ingest_ictrp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job("ingest_ictrp", "test", module.body, needs_input=True,
-                   argv=job_argv(lake_root, "--input", *inputs))
+    return run_named_job("ingest_ictrp", lake_root, "--input", *inputs)
 
 
 @pytest.fixture(scope="module")

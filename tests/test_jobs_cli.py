@@ -60,6 +60,34 @@ def test_python_job_prints_one_json_line(tmp_path, mlflow_server):
 
 
 @pytest.mark.heavy
+def test_run_pipeline_runs_steps_in_one_session_each_as_its_own_job(tmp_path, mlflow_server):
+    lake_dir = tmp_path / "lake"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "run_pipeline.py"), "--lake", str(lake_dir), *_sets(),
+         "--step", f"ingest_ctgov --input {FIXTURES / 'ctgov' / 'page'}", "--step", "lake_stats"],
+        capture_output=True, text=True, timeout=600, env=_env(mlflow_server), cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    ingest, stats, pipeline = (json.loads(line) for line in out.stdout.splitlines() if line.strip())
+    assert ingest["job"] == "ingest_ctgov" and ingest["accepted"] == 3 and ingest["mlflow_run_id"]
+    assert stats["job"] == "lake_stats" and stats["tables"]["silver/studies"]["rows"] == 3  # the step before's lake
+    assert [s["job"] for s in pipeline["steps"]] == ["ingest_ctgov", "lake_stats"]
+    assert pipeline["steps"][0]["mlflow_run_id"] == ingest["mlflow_run_id"]
+    assert "== step 2/2" in out.stderr
+    assert out.stderr.count("Setting default log level") == 1  # one JVM for both steps
+
+
+def test_run_pipeline_refuses_a_misspelt_step_before_running_any(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "run_pipeline.py"), "--lake", str(tmp_path / "lake"),
+         "--step", "lake_stats", "--step", "unify_trails"],
+        capture_output=True, text=True, timeout=120, env=_env(),
+    )
+    assert out.returncode == 1 and "no job 'unify_trails'" in out.stderr
+    assert not (tmp_path / "lake").exists() and "== step" not in out.stderr
+
+
+@pytest.mark.heavy
 def test_missing_input_exits_nonzero_with_a_message(tmp_path, mlflow_server):
     out = subprocess.run(
         [sys.executable, str(ROOT / "jobs" / "ingest_ctgov.py"), "--lake", str(tmp_path / "lake"),

@@ -29,6 +29,29 @@ def test_table_uri_works_for_any_hadoop_uri(tmp_path):
         lake.table_uri("/x", "no_such_table")
 
 
+def test_a_write_reports_its_own_commit_when_another_commit_follows(spark, lake_cfg):
+    """The version a write reports is the commit it made, not whatever is latest when it looks (a concurrent
+    writer's commit can land in between): here a second, untagged commit lands before the lookup."""
+    root = lake_cfg.lake_root
+    first = lake.upsert(spark, root, "studies", _studies(spark, [("S1", "a", "h1")]))
+    uri = first.uri
+
+    def ours_then_theirs() -> None:
+        _studies(spark, [("S2", "b", "h2")]).write.format("delta").mode("append").save(uri)  # ours: tagged
+        tag = spark.conf.get(lake.USER_METADATA_CONF)
+        spark.conf.unset(lake.USER_METADATA_CONF)  # "another writer": no tag of ours
+        try:
+            spark.sql(f"UPDATE delta.`{uri}` SET title = 'x' WHERE study_id = 'S1'")
+        finally:
+            spark.conf.set(lake.USER_METADATA_CONF, tag)
+
+    version = lake.committed_write(spark, uri, "studies", ours_then_theirs)
+    assert (first.version, version, lake.table_version(spark, uri)) == (0, 1, 2)
+    assert spark.conf.get(lake.USER_METADATA_CONF, None) is None  # the tag does not outlive the write
+    assert lake.operation_metrics(spark, uri, 1) == {"inserted": 1}  # an append: rows in, nothing updated
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{uri}` LIMIT 1").first()["operation"] == "UPDATE"  # theirs
+
+
 def test_upsert_is_idempotent_and_updates_only_changed_hashes(spark, lake_cfg):
     root = lake_cfg.lake_root
     first = lake.upsert(spark, root, "studies", _studies(spark, [("S1", "a", "h1"), ("S2", "b", "h2")]))

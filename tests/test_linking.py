@@ -10,16 +10,13 @@ this module fast.
 
 from __future__ import annotations
 
-import importlib.util
-
 import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from tests.conftest import FIXTURES, ROOT, SHARED_DATA, job_argv
+from tests.conftest import FIXTURES, SHARED_DATA, run_named_job
 from trialpanorama import lake
 from trialpanorama.config import load_config, load_sibling_yaml
-from trialpanorama.jobrun import run_job
 from trialpanorama.linking import evaluate
 from trialpanorama.schemas import TABLES
 
@@ -29,12 +26,8 @@ REAL_TREE = SHARED_DATA / "mesh" / "mesh_tree_terms.tsv"
 OTHER = "ISRCTN12345678"
 
 
-def run(name: str, root, *args: str, needs_input: bool = False) -> dict:
-    spec = importlib.util.spec_from_file_location(f"{name}_job", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job(name, "test", module.body, needs_input=needs_input, add_args=getattr(module, "add_args", None),
-                   argv=job_argv(root, *args))
+def run(name: str, root, *args: str) -> dict:
+    return run_named_job(name, root, *args)
 
 
 def _other_registry_rows(spark, root: str) -> None:
@@ -66,7 +59,7 @@ def _other_registry_rows(spark, root: str) -> None:
 def linked(tmp_path_factory, mlflow_server, spark):
     root = tmp_path_factory.mktemp("linking") / "lake"
     inputs = [str(FIXTURES / "ctgov")] + ([str(REAL)] if REAL.is_dir() else [])
-    summaries = {"ingest": run("ingest_ctgov", root, "--input", *inputs, needs_input=True)}
+    summaries = {"ingest": run("ingest_ctgov", root, "--input", *inputs)}
     _other_registry_rows(spark, str(root))
     trees = [str(VOCAB / "mesh_tree_terms.tsv")] + ([str(REAL_TREE)] if REAL_TREE.is_file() else [])
     summaries["vocab"] = run(

@@ -16,10 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, job_argv
+from tests.conftest import FIXTURES, run_named_job
 from tests.test_ctgov_ingest import run_ingest as run_ctgov
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
 from trialpanorama.sources import panorama
 
 PANORAMA = FIXTURES / "panorama"
@@ -33,9 +32,7 @@ def _load(name: str, path):
 
 
 def run_import(lake_root, *inputs: str) -> dict:
-    module = _load("import_panorama_job", ROOT / "jobs" / "import_panorama.py")
-    return run_job("import_panorama", "test", module.body, needs_input=True,
-                   argv=job_argv(lake_root, "--input", *inputs))
+    return run_named_job("import_panorama", lake_root, "--input", *inputs)
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,13 @@ newer PMID version and a DeleteCitation, and bad files. The real baseline file i
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from datetime import date
 
 import mlflow
 import pytest
 
-from tests.conftest import FIXTURES, ROOT, job_argv
+from tests.conftest import FIXTURES, run_named_job
 from trialpanorama import lake
-from trialpanorama.jobrun import run_job
 from trialpanorama.normalize.registry_ids import find_trial_ids, load_registries
 from trialpanorama.sources import pubmed_xml
 
@@ -26,11 +24,7 @@ CTGOV_FIXTURE_IDS = {f"NCT9000000{i}" for i in range(1, 8)}
 
 
 def run_ingest(lake_root, *inputs: str) -> dict:
-    spec = importlib.util.spec_from_file_location("ingest_pubmed_job", ROOT / "jobs" / "ingest_pubmed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job("ingest_pubmed", "test", module.body, needs_input=True,
-                   argv=job_argv(lake_root, "--input", *inputs))
+    return run_named_job("ingest_pubmed", lake_root, "--input", *inputs)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import importlib.util
 import json
 import re
 import statistics
@@ -22,7 +21,7 @@ import pytest
 import yaml
 from lxml import etree
 
-from tests.conftest import ROOT, job_argv
+from tests.conftest import ROOT, run_named_job
 from trialpanorama.synth.settings import load_settings
 from trialpanorama.synth.world import generate
 
@@ -307,12 +306,7 @@ def test_planted_malformed_records_are_where_the_truth_says(world):
 
 # ------------------------------------------------------------------------------------- heavy: ingest
 def _run(name: str, lake_root: Path, *extra: str) -> dict:
-    from trialpanorama.jobrun import run_job
-
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return run_job(name, "test", module.body, needs_input=True, argv=job_argv(lake_root, *extra))
+    return run_named_job(name, lake_root, *extra)
 
 
 @pytest.mark.heavy

@@ -9,12 +9,16 @@ the run id. The same file works with ``python jobs/X.py`` and ``spark-submit job
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from trialpanorama.config import Config, load_config
@@ -40,7 +44,7 @@ class JobContext:
         """Remember a table write (a ``lake.WriteResult``) with Delta's own operation metrics."""
         from trialpanorama.lake import operation_metrics
 
-        info = {"version": result.version, **operation_metrics(self.spark, result.uri)}
+        info = {"version": result.version, **operation_metrics(self.spark, result.uri, result.version)}
         self.tables[result.table] = info
         if self.run:
             self.run.table_version(result.table, result.version)
@@ -116,3 +120,39 @@ def main_guard(fn: Callable[[], Any]) -> None:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def load_job(folder: Path | str, name: str) -> ModuleType:
+    """The job file ``folder/<name>.py`` as a module (not run: its ``main(argv)`` runs it)."""
+    path = Path(folder) / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no job {name!r} in {folder}")
+    spec = importlib.util.spec_from_file_location(f"trialpanorama_job_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not callable(getattr(module, "main", None)):
+        raise ValueError(f"{path} has no main(argv): not a pipeline job")
+    return module
+
+
+def run_steps(folder: Path | str, steps: Sequence[str], common: Sequence[str]) -> list[dict[str, Any]]:
+    """Run job steps one after the other in this process, so they share one Spark session.
+
+    A step is a job name and its own flags (``"ingest_ctgov --input dumps/"``); ``common`` (--lake, --config,
+    --set) is added to every step. Each step is exactly the job run alone (its own MLflow run and JSON line);
+    what is saved is a JVM and Delta start per job, most of a small job's time. All steps are loaded first,
+    so a misspelt name fails before anything is written; the first failing step stops the rest.
+    """
+    from trialpanorama.progress import progress
+
+    parsed = [shlex.split(step) for step in steps]
+    if not parsed or any(not p for p in parsed):
+        raise ValueError("every --step needs a job name")
+    modules = [load_job(folder, name) for name, *_ in parsed]
+    started = time.monotonic()
+    results = []
+    for i, ((name, *args), module) in enumerate(zip(parsed, modules, strict=True), start=1):
+        title = (module.__doc__ or name).strip().splitlines()[0]
+        progress(f"== step {i}/{len(parsed)} [{time.monotonic() - started:.0f} s] {name}: {title}")
+        results.append(module.main([*args, *common]))
+    return results

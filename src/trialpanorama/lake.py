@@ -12,6 +12,7 @@ import random
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,6 +224,36 @@ def is_commit_conflict(exc: BaseException) -> bool:
     return any(name in text for name in _CONFLICTS)
 
 
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+def committed_write(spark: SparkSession, uri: str, table: str, write: Callable[[], None]) -> int | None:
+    """``write`` under ``with_commit_retry``; returns the Delta version *this* write committed.
+
+    The write is tagged (commitInfo.userMetadata, a fresh id), and its version is the history entry with that
+    tag: under a concurrent writer, "the table's latest version" after our commit may be the other job's. The
+    latest entry is checked first (one commit file), the whole history only when another commit followed ours.
+    """
+    from delta.tables import DeltaTable
+
+    tag = f"trialpanorama-write-{uuid.uuid4().hex}"
+    previous = spark.conf.get(USER_METADATA_CONF, None)
+    spark.conf.set(USER_METADATA_CONF, tag)
+    try:
+        with_commit_retry(spark, table, write)
+    finally:
+        if previous is None:
+            spark.conf.unset(USER_METADATA_CONF)
+        else:
+            spark.conf.set(USER_METADATA_CONF, previous)
+    history = DeltaTable.forPath(spark, uri)
+    row = history.history(1).select("version", "userMetadata").first()
+    if row is not None and row["userMetadata"] == tag:
+        return int(row["version"])
+    row = history.history().where(F.col("userMetadata") == tag).select("version").first()
+    return int(row["version"]) if row is not None else table_version(spark, uri)
+
+
 def with_commit_retry(spark: SparkSession, table: str, write: Callable[[], None]) -> int:
     """Run ``write`` (one whole idempotent write: existence check, then create or MERGE) until it commits.
 
@@ -287,8 +318,7 @@ def upsert(spark: SparkSession, lake_root: str, table: str, df: DataFrame,
             merge = merge.whenMatchedUpdateAll(condition=f"NOT (t.`{hash_col}` <=> s.`{hash_col}`)")
         merge.whenNotMatchedInsertAll().execute()
 
-    with_commit_retry(spark, table, write)
-    return WriteResult(table, uri, table_version(spark, uri), -1)
+    return WriteResult(table, uri, committed_write(spark, uri, table, write), -1)
 
 
 def replace_for_keys(spark: SparkSession, lake_root: str, table: str, rows: DataFrame,
@@ -323,8 +353,7 @@ def replace_for_keys(spark: SparkSession, lake_root: str, table: str, rows: Data
             .execute()
         )
 
-    with_commit_retry(spark, table, write)
-    return WriteResult(table, uri, table_version(spark, uri), -1)
+    return WriteResult(table, uri, committed_write(spark, uri, table, write), -1)
 
 
 def list_tables(spark: SparkSession, lake_root: str) -> list[tuple[str, str]]:
@@ -353,11 +382,22 @@ def list_tables(spark: SparkSession, lake_root: str) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def operation_metrics(spark: SparkSession, uri: str) -> dict[str, int]:
-    """Row counts of the table's last commit, from Delta's own history (no extra scan of the data)."""
+def operation_metrics(spark: SparkSession, uri: str, version: int | None = None) -> dict[str, int]:
+    """Row counts of one commit (``version``; default the latest), from Delta's own history (no scan of the data).
+
+    A job reporting its own write passes the version it committed: with a concurrent writer, the latest commit
+    may be the other job's by the time the history is read. The latest entry is read first (one commit file);
+    the whole history only when another commit came after ours.
+    """
     from delta.tables import DeltaTable
 
-    row = DeltaTable.forPath(spark, uri).history(1).select("operation", "operationMetrics").first()
+    table = DeltaTable.forPath(spark, uri)
+    row = table.history(1).select("version", "operation", "operationMetrics").first()
+    if version is not None and row["version"] != version:
+        row = table.history().where(F.col("version") == version).select(
+            "version", "operation", "operationMetrics").first()
+        if row is None:
+            return {}
     metrics = row["operationMetrics"] or {}
     wanted = {
         "numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated",
