@@ -46,10 +46,11 @@ demo: setup
 # Two pytest workers (pytest-xdist), one test module per worker at a time (--dist loadfile keeps a module's
 # fixtures in one process; tests/conftest.py makes the modules sharing one session lake count as one file, and
 # collects the slowest modules first). On the 2-core box much of the suite's wall time is JVM, Ray and server
-# start-up and subprocess waits, which a second worker overlaps. TEST_WORKERS=0 runs it in one process.
+# start-up and subprocess waits, which a second worker overlaps. TEST_WORKERS=0 runs it in one process. The 30
+# slowest tests are listed at the end (where the suite's time goes).
 TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30
 
 # the reliability suite alone (issue 10: hostile input, SIGKILL crash points, concurrent writers, training and
 # benchmark kills, secrets, personal data); make test runs it too

@@ -26,10 +26,6 @@ REAL_TREE = SHARED_DATA / "mesh" / "mesh_tree_terms.tsv"
 OTHER = "ISRCTN12345678"
 
 
-def run(name: str, root, *args: str) -> dict:
-    return run_named_job(name, root, *args)
-
-
 def _other_registry_rows(spark, root: str) -> None:
     """Child rows of a study from another registry, replaced the way every ingest replaces them."""
     conditions = [
@@ -59,15 +55,15 @@ def _other_registry_rows(spark, root: str) -> None:
 def linked(tmp_path_factory, mlflow_server, spark):
     root = tmp_path_factory.mktemp("linking") / "lake"
     inputs = [str(FIXTURES / "ctgov")] + ([str(REAL)] if REAL.is_dir() else [])
-    summaries = {"ingest": run("ingest_ctgov", root, "--input", *inputs)}
+    summaries = {"ingest": run_named_job("ingest_ctgov", root, "--input", *inputs)}
     _other_registry_rows(spark, str(root))
     trees = [str(VOCAB / "mesh_tree_terms.tsv")] + ([str(REAL_TREE)] if REAL_TREE.is_file() else [])
-    summaries["vocab"] = run(
+    summaries["vocab"] = run_named_job(
         "load_vocabularies", root,
         "--mesh-xml", str(VOCAB / "desc2025.xml"), str(VOCAB / "desc2025_truncated.xml"),
         "--mesh-supp-xml", str(VOCAB / "supp2025.xml"), "--drugbank-csv", str(VOCAB / "drugbank_vocabulary.csv"),
         "--mesh-tree", *trees, "--no-drug-dictionary", "--icd10-systems", "ICD-10")
-    summaries["link"] = run("link_ontologies", root)
+    summaries["link"] = run_named_job("link_ontologies", root)
     return str(root), summaries
 
 
@@ -200,7 +196,7 @@ def test_rerun_commits_nothing(linked, spark):
     names = ["conditions", "drugs", "link_candidates", "vocab_mesh", "vocab_terms", "vocab_mesh_sources",
              "vocab_drugs", "vocab_icd10", "rejects"]
     before = {n: lake.table_version(spark, lake.table_uri(root, n)) for n in names}
-    again = run("link_ontologies", root)
+    again = run_named_job("link_ontologies", root)
     assert again["tables"] == {} and again["names_linked_now"] == {"condition": 0, "drug": 0}
     assert again["rows_updated"] == {"conditions": 0, "drugs": 0}
     assert {n: lake.table_version(spark, lake.table_uri(root, n)) for n in names} == before
@@ -215,7 +211,7 @@ def test_rows_replaced_by_a_reingest_are_linked_again(linked, spark):
         "origin", F.lit(None).alias("link_method"), F.lit(None).alias("link_score"))
     lake.replace_for_keys(spark, root, "conditions", fresh, keys)
     assert rows_of(spark, root, "conditions", OTHER)["Breast cancer"].link_method is None
-    again = run("link_ontologies", root)
+    again = run_named_job("link_ontologies", root)
     assert set(again["tables"]) == {"conditions"} and again["names_linked_now"] == {"condition": 0, "drug": 0}
     assert again["rows_updated"]["conditions"] == 10
     assert rows_of(spark, root, "conditions", OTHER)["Breast cancer"].condition_mesh_term == "Breast Neoplasms"
@@ -225,7 +221,7 @@ def test_rows_replaced_by_a_reingest_are_linked_again(linked, spark):
 @pytest.fixture(scope="module")
 def evaluated(linked):
     root, _ = linked
-    return run("evaluate_linking", root, "--group", "fixtures=^NCT9", "--group", "real=^NCT0")
+    return run_named_job("evaluate_linking", root, "--group", "fixtures=^NCT9", "--group", "real=^NCT0")
 
 
 def _ratios(fig):

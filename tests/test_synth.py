@@ -305,10 +305,6 @@ def test_planted_malformed_records_are_where_the_truth_says(world):
 
 
 # ------------------------------------------------------------------------------------- heavy: ingest
-def _run(name: str, lake_root: Path, *extra: str) -> dict:
-    return run_named_job(name, lake_root, *extra)
-
-
 @pytest.mark.heavy
 def test_ingest_rejects_exactly_the_planted_records(tmp_path, mlflow_server, spark):
     from trialpanorama import lake
@@ -323,9 +319,8 @@ def test_ingest_rejects_exactly_the_planted_records(tmp_path, mlflow_server, spa
         "ictrp": counts["ictrp_csv_records"] + counts["ictrp_xml_records"],
         "pubmed": counts["pubmed_articles"],
     }
-    summaries = {
-        src: _run(f"ingest_{src}", root, "--input", str(out / src)) for src in ("ctgov", "ictrp", "pubmed")
-    }
+    summaries = {src: run_named_job(f"ingest_{src}", root, "--input", str(out / src))
+                 for src in ("ctgov", "ictrp", "pubmed")}
     rejects = (
         lake.read_named(spark, str(root), "rejects")
         .select("source", "source_file", "raw", "reason")
