@@ -9,13 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}"  # absolute: Ray workers run elsewhere
+export RAY_DATA_DISABLE_PROGRESS_BARS=1  # a bar per dataset, redrawn into a log, buries the steps' own progress
 WORLD=.cache/demo-world
 TRIALS=${DEMO_TRIALS:-1000}
 # The real ratio (8K reviews over 1.6M trials, conf/synth.yaml: 6 per 1,000) gives a 1,000-trial world 6 reviews:
 # too few for the three review tasks to have a test set and a training set, so the demo world has 5x more.
 REVIEWS=${DEMO_REVIEWS_PER_1000:-30}
 RUN_ID="demo-$(date -u +%Y%m%d-%H%M%S)"
-quiet() { grep -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
+quiet() { grep --line-buffered -v -E '^(WARNING|Using Spark|Setting default log level|To adjust logging level|.* WARN |.* INFO |\s*$)' || true; }
 
 n=5; i=0; t0=$SECONDS
 step() {  # step TITLE SCRIPT ARGS...: one numbered step of the demo, its output filtered of Spark/Ray chatter
@@ -31,7 +32,8 @@ step "generate a registry world: $TRIALS trials (CT.gov bulk zip, ICTRP CSV+XML,
   --set "publications.reviews_per_1000_trials=$REVIEWS"
 # The Spark jobs run as the steps of one jobs/run_pipeline.py: one JVM and Delta start instead of fourteen (about
 # 15 s each here); each step is still its own job, with its own MLflow run and JSON line. Set here, after the
-# world exists, because the DrugBank file name is globbed.
+# world exists, because the DrugBank file name is globbed (and shell-quoted: it holds a space, and each step is
+# split into words as a shell would).
 LAKE_STEPS=(
   "ingest_ctgov --input $WORLD/ctgov"
   "ingest_ictrp --input $WORLD/ictrp"
@@ -39,7 +41,7 @@ LAKE_STEPS=(
   "import_panorama --input tests/fixtures/panorama"
   "unify_trials"
   "build_relations"
-  "load_vocabularies --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $(echo $WORLD/vocab/drugbank*.csv) --no-mesh-tree"
+  "load_vocabularies --mesh-xml $WORLD/vocab/desc2025.xml --drugbank-csv $(printf '%q ' "$WORLD"/vocab/drugbank*.csv) --no-mesh-tree"
   "link_ontologies"
   "evaluate_linking --format table"
   "build_search_index"

@@ -184,6 +184,17 @@ def _rerun_matches(spark, lake: Path, inp: Path, expected: dict) -> dict:
     return summary
 
 
+def _assert_killed_run_ended(rerun: dict) -> None:
+    """The killed job could not end its MLflow run; the re-run (same host, the killed pid gone) ended it KILLED."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("pipeline")
+    ended = client.search_runs([exp.experiment_id], f"tags.ended_by = '{rerun['mlflow_run_id']}'")
+    assert [(r.data.tags["job"], r.info.status) for r in ended] == [("ingest_ctgov", "KILLED")], ended
+    assert client.search_runs([exp.experiment_id], "tags.job = 'ingest_ctgov' AND attributes.status = 'RUNNING'") == []
+
+
 def test_kill_while_creating_the_first_table(batches, reference_a, spark, mlflow_server, tmp_path):
     """Empty lake, first ingest killed while silver/studies' first Parquet part is being written."""
     t0 = time.monotonic()
@@ -192,7 +203,7 @@ def test_kill_while_creating_the_first_table(batches, reference_a, spark, mlflow
                                         mlflow_server)
     outcome = _check_all_or_nothing(spark, lake, {}, reference_a["A"], "silver/studies", files)
     assert [k for k in outcome if not k.startswith("_")] == [], outcome  # nothing committed at all
-    _rerun_matches(spark, lake, batches["A"], reference_a["A"])
+    _assert_killed_run_ended(_rerun_matches(spark, lake, batches["A"], reference_a["A"]))
     _figures(report.point, report.detail, outcome, killed_s, t0)
 
 
@@ -221,5 +232,5 @@ def test_kill_during_incremental_ingest(point, table, kind, batches, reference, 
         assert outcome[table] == f"v{before[table]['version'] + 1} = uninterrupted result", outcome
         changed = [n for n, o in outcome.items() if not n.startswith("_") and "unchanged" not in o]
         assert changed == [table], f"tables committed besides {table}: {changed}"
-    _rerun_matches(spark, lake, batches["B"], reference["AB"])
+    _assert_killed_run_ended(_rerun_matches(spark, lake, batches["B"], reference["AB"]))
     _figures(point, report.detail, outcome, killed_s, t0)

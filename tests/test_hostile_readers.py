@@ -2,16 +2,20 @@
 
 `make chaos` found that invalid UTF-8 in a MeSH or DrugBank file failed the Arrow hand-over into the pandas
 parser (the whole ingest died), that a PMID Version too large for an INT failed the PubMed batch, and that a
-MeSH reject carried its file's DOCTYPE (a 300 KB entity definition) instead of its record's text.
+MeSH reject carried its file's DOCTYPE (a 300 KB entity definition) instead of its record's text, and that one
+bad trial in an ICTRP XML export rejected the whole file with all its good trials.
 """
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 
 from trialpanorama.chaos.pubmed import article
 from trialpanorama.sources import drugs, mesh
 from trialpanorama.sources.files import decode_utf8
+from trialpanorama.sources.ictrp_formats import parse_xml_document
 from trialpanorama.sources.pubmed_xml import parse_file
 
 BAD_BYTE = b"\xff"
@@ -68,3 +72,31 @@ def test_pubmed_version_out_of_range_is_a_reject_not_a_failed_batch():
         ("102", 1, "PMID 102: Version out of range: '99999999999'"),
         ("103", 1, "PMID 103: Version out of range: '-1'"),
     ]
+
+
+def _trial(tid: str, title: str = "A trial") -> bytes:
+    return f"<Trial><TrialID>{tid}</TrialID><Public_title>{title}</Public_title></Trial>".encode()
+
+
+def test_an_ictrp_xml_file_that_does_not_parse_loses_only_its_bad_records():
+    deep = b"<Trial><TrialID>ISRCTN3</TrialID>" + b"<x>" * 5000 + b"</x>" * 5000 + b"</Trial>"
+    bad_utf8 = _trial("ISRCTN4", "Caf").replace(b"Caf", b"Caf" + BAD_BYTE)
+    doc = (b'<?xml version="1.0"?>\n<Trials_downloaded_from_ICTRP>\n' + _trial("ISRCTN1") + b"\n"
+           + _trial("ISRCTN2", "&undefined;") + b"\n" + deep + b"\n" + bad_utf8
+           + b"\njunk\n" + _trial("ISRCTN5") + b"\n<Trial><TrialID>ISRCTN6</TrialID><Public_ti")
+    rows = parse_xml_document("portal.xml", doc)
+    kept = [json.loads(r[3])["trial_id"] for r in rows if r[4] is None]
+    reasons = [r[4] for r in rows if r[4]]
+    assert kept == ["ISRCTN1", "ISRCTN5"]
+    assert [r.split(":")[0].split(" (")[0] for r in reasons] == [
+        "unparseable XML record", "unparseable XML record", f"invalid UTF-8 at byte {bad_utf8.index(BAD_BYTE)}",
+        "text between records of a file that does not parse", "not a complete record"]
+    assert "Entity 'undefined' not defined" in reasons[0] and "Excessive depth" in reasons[1]
+    assert all(r[0] == "portal.xml" and r[1] == "portal_xml" for r in rows)
+    rejects = [r for r in rows if r[4]]
+    assert "ISRCTN6" in rejects[-1][2] and rejects[3][2].strip() == "junk"  # every reject keeps its text
+
+
+def test_an_xml_file_of_no_ictrp_shape_stays_one_reject():
+    rows = parse_xml_document("other.xml", b"<clinical_study><x>&y;</x></clinical_study>")
+    assert len(rows) == 1 and rows[0][3] is None and rows[0][4].startswith("unparseable XML: ")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -40,15 +42,52 @@ def redact_override(item: str) -> str:
     return re.sub(r"(?<=://)[^/@\s]+@", "", item)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def close_dead_runs(experiment_id: str, job: str, host: str, by_run: str) -> list[str]:
+    """End as KILLED the RUNNING runs of ``job`` that were started on this host by a process now gone.
+
+    A job killed by SIGKILL or the OOM killer cannot end its own run, which would stay RUNNING in the UI for
+    ever; the next run of the same job on the same host notices (by the ``host``/``pid`` tags every run
+    carries) and ends it, naming itself in the ``ended_by`` tag. Runs of live processes, and runs started on
+    other hosts, are left alone (their liveness cannot be seen from here).
+    """
+    client = mlflow.MlflowClient()
+    stale = client.search_runs(
+        [experiment_id], f"tags.job = '{job}' AND tags.host = '{host}' AND attributes.status = 'RUNNING'")
+    ended = []
+    for run in stale:
+        pid = run.data.tags.get("pid", "")
+        if run.info.run_id == by_run or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "ended_by", by_run)
+        client.set_terminated(run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+    if ended:
+        print(f"mlflow: ended {len(ended)} run(s) of {job} left RUNNING by a dead process: {ended}",
+              file=sys.stderr, flush=True)
+    return ended
+
+
 class JobRun:
     """A started MLflow run with helpers for the things every job records."""
 
     def __init__(self, cfg: Config, job: str, params: Mapping[str, Any], experiment: str | None = None):
         mlflow.set_tracking_uri(cfg.tracking_uri)
-        mlflow.set_experiment(experiment or str(cfg.get("mlflow.experiment", "pipeline")))
+        exp = mlflow.set_experiment(experiment or str(cfg.get("mlflow.experiment", "pipeline")))
         self.started = time.monotonic()
-        self.run = mlflow.start_run(run_name=job, tags={"job": job})
+        host = socket.gethostname()
+        self.run = mlflow.start_run(run_name=job, tags={"job": job, "host": host, "pid": str(os.getpid())})
         self.run_id = self.run.info.run_id
+        self.ended_dead_runs = close_dead_runs(exp.experiment_id, job, host, self.run_id)
         mlflow.log_params({k: _clip(v) for k, v in {"job": job, **params}.items()})
         if cfg.overrides:
             mlflow.log_param("overrides", _clip([redact_override(o) for o in cfg.overrides]))

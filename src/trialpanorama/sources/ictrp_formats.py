@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from trialpanorama.sources.files import quoted_column
+from trialpanorama.sources.files import decode_utf8, quoted_column
 
 # ------------------------------------------------------------------------------------ canonical fields
 # The full export's 63 columns, by position (formats.md §3a), under their canonical names.
@@ -334,12 +334,69 @@ _SHAPES = {"Trials_downloaded_from_ICTRP": ("portal_xml", "Trial", portal_fields
            "trials": ("feed_xml", "trial", feed_fields)}
 
 
-def parse_xml_document(path: str, data: bytes) -> list[tuple[str, str, str, str | None, str | None]]:
+XmlRow = tuple[str, str, str, str | None, str | None]
+
+
+def _xml_parser():  # noqa: ANN202 - lxml's parser type
+    """Entities are not resolved and nothing is fetched from the network: the files are untrusted input."""
+    from lxml import etree
+
+    return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True,
+                           remove_pis=True)
+
+
+def _record_row(path: str, shape: str, piece: bytes, extract) -> XmlRow:  # noqa: ANN001
+    """One record element's text, parsed on its own (record-by-record salvage of a broken file)."""
+    from lxml import etree
+
+    text, bad_bytes = decode_utf8(piece)
+    if bad_bytes:
+        return (path, shape, text, None, bad_bytes)
+    try:
+        el = etree.fromstring(piece, _xml_parser())
+    except etree.XMLSyntaxError as exc:
+        return (path, shape, text, None, f"unparseable XML record: {exc}")
+    return (path, shape, text, json.dumps(extract(el), ensure_ascii=False, sort_keys=True), None)
+
+
+def salvage_records(path: str, data: bytes, file_error: str) -> list[XmlRow]:
+    """The records of an ICTRP XML file that does not parse as a whole, each parsed on its own.
+
+    One deeply nested, undefined-entity or invalid-UTF-8 trial must not take the other trials of its export
+    with it: every complete ``<Trial>`` (``<trial>`` in the feed) element is parsed alone and kept or rejected
+    alone. Text that is no complete record (a record cut short at the end, junk between records) is one more
+    reject, so nothing is dropped. A file whose root is not an ICTRP shape, or that holds no record at all,
+    stays one reject for the whole file.
+    """
+    shape, _ = sniff(data[:65536])
+    root_tag = {"portal_xml": "Trials_downloaded_from_ICTRP", "feed_xml": "trials"}.get(shape)
+    whole = [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unparseable XML: {file_error}")]
+    if root_tag is None:
+        return whole
+    _, record_tag, extract = _SHAPES[root_tag]
+    tag = record_tag.encode()
+    rows: list[XmlRow] = []
+    end = None
+    for m in re.finditer(rb"<%s[\s>].*?</%s\s*>" % (tag, tag), data, re.DOTALL):
+        if end is not None and data[end:m.start()].strip():
+            rows.append((path, shape, data[end:m.start()].decode("utf-8", errors="replace"), None,
+                         f"text between records of a file that does not parse ({file_error})"))
+        rows.append(_record_row(path, shape, m.group(0), extract))
+        end = m.end()
+    if end is None:
+        return whole
+    rest = re.sub(rb"</%s\s*>" % root_tag.encode(), b"", data[end:]).strip()
+    if rest:
+        rows.append((path, shape, rest.decode("utf-8", errors="replace"), None,
+                     f"not a complete record (file cut short?): {file_error}"))
+    return rows
+
+
+def parse_xml_document(path: str, data: bytes) -> list[XmlRow]:
     """Rows (source_file, source_format, raw, fields JSON, read_error) of one XML file.
 
-    A file that does not parse, or whose root is neither ICTRP shape, is one row with the file's text and the
-    reason, and no records: a half-read export must not load half its trials. Entities are not resolved and
-    nothing is fetched from the network (the files are untrusted input).
+    A file that does not parse is read record by record (``salvage_records``); a file whose root is neither
+    ICTRP shape is one row with the file's text and the reason, and no records.
     """
     from lxml import etree
 
@@ -348,12 +405,10 @@ def parse_xml_document(path: str, data: bytes) -> list[tuple[str, str, str, str 
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:  # cut short or not gzip: one reject, not a failed job
             return [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unreadable gzip file: {exc}")]
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True,
-                             remove_pis=True)
     try:
-        root = etree.fromstring(data, parser)
+        root = etree.fromstring(data, _xml_parser())
     except etree.XMLSyntaxError as exc:
-        return [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unparseable XML: {exc}")]
+        return salvage_records(path, data, str(exc))
     tag = _local(root.tag)
     if tag not in _SHAPES:
         return [(path, "xml", data.decode("utf-8", errors="replace"), None,
