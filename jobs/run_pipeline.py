@@ -10,7 +10,6 @@ on a laptop, a driver allocation on a cluster) is paid once. The first failing s
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -39,4 +38,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main_guard(lambda: main(sys.argv[1:]))
+    main_guard(main)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -231,11 +232,9 @@ def committed_write(spark: SparkSession, uri: str, table: str, write: Callable[[
     """``write`` under ``with_commit_retry``; returns the Delta version *this* write committed.
 
     The write is tagged (commitInfo.userMetadata, a fresh id), and its version is the history entry with that
-    tag: under a concurrent writer, "the table's latest version" after our commit may be the other job's. The
-    latest entry is checked first (one commit file), the whole history only when another commit followed ours.
+    tag (``history_entry``): under a concurrent writer, "the table's latest version" after our commit may be
+    the other job's.
     """
-    from delta.tables import DeltaTable
-
     tag = f"trialpanorama-write-{uuid.uuid4().hex}"
     previous = spark.conf.get(USER_METADATA_CONF, None)
     spark.conf.set(USER_METADATA_CONF, tag)
@@ -246,12 +245,20 @@ def committed_write(spark: SparkSession, uri: str, table: str, write: Callable[[
             spark.conf.unset(USER_METADATA_CONF)
         else:
             spark.conf.set(USER_METADATA_CONF, previous)
-    history = DeltaTable.forPath(spark, uri)
-    row = history.history(1).select("version", "userMetadata").first()
-    if row is not None and row["userMetadata"] == tag:
-        return int(row["version"])
-    row = history.history().where(F.col("userMetadata") == tag).select("version").first()
+    row = history_entry(spark, uri, "userMetadata", tag)
     return int(row["version"]) if row is not None else table_version(spark, uri)
+
+
+def history_entry(spark: SparkSession, uri: str, column: str, value: Any) -> Any:
+    """The history row whose ``column`` equals ``value`` (None if none): the latest entry is read first (one
+    commit file), the whole history only when it is not the one, i.e. when another commit came after it."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, uri)
+    row = table.history(1).first()
+    if row is not None and row[column] == value:
+        return row
+    return table.history().where(F.col(column) == value).first()
 
 
 def with_commit_retry(spark: SparkSession, table: str, write: Callable[[], None]) -> int:
@@ -386,18 +393,14 @@ def operation_metrics(spark: SparkSession, uri: str, version: int | None = None)
     """Row counts of one commit (``version``; default the latest), from Delta's own history (no scan of the data).
 
     A job reporting its own write passes the version it committed: with a concurrent writer, the latest commit
-    may be the other job's by the time the history is read. The latest entry is read first (one commit file);
-    the whole history only when another commit came after ours.
+    may be the other job's by the time the history is read.
     """
     from delta.tables import DeltaTable
 
-    table = DeltaTable.forPath(spark, uri)
-    row = table.history(1).select("version", "operation", "operationMetrics").first()
-    if version is not None and row["version"] != version:
-        row = table.history().where(F.col("version") == version).select(
-            "version", "operation", "operationMetrics").first()
-        if row is None:
-            return {}
+    row = (DeltaTable.forPath(spark, uri).history(1).first() if version is None
+           else history_entry(spark, uri, "version", version))
+    if row is None:
+        return {}
     metrics = row["operationMetrics"] or {}
     wanted = {
         "numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated",

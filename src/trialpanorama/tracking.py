@@ -87,7 +87,7 @@ class JobRun:
         host = socket.gethostname()
         self.run = mlflow.start_run(run_name=job, tags={"job": job, "host": host, "pid": str(os.getpid())})
         self.run_id = self.run.info.run_id
-        self.ended_dead_runs = close_dead_runs(exp.experiment_id, job, host, self.run_id)
+        close_dead_runs(exp.experiment_id, job, host, self.run_id)
         mlflow.log_params({k: _clip(v) for k, v in {"job": job, **params}.items()})
         if cfg.overrides:
             mlflow.log_param("overrides", _clip([redact_override(o) for o in cfg.overrides]))

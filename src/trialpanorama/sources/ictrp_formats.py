@@ -345,7 +345,7 @@ def _xml_parser():  # noqa: ANN202 - lxml's parser type
                            remove_pis=True)
 
 
-def _record_row(path: str, shape: str, piece: bytes, extract) -> XmlRow:  # noqa: ANN001
+def _record_row(path: str, shape: str, piece: bytes, extract, parser) -> XmlRow:  # noqa: ANN001
     """One record element's text, parsed on its own (record-by-record salvage of a broken file)."""
     from lxml import etree
 
@@ -353,7 +353,7 @@ def _record_row(path: str, shape: str, piece: bytes, extract) -> XmlRow:  # noqa
     if bad_bytes:
         return (path, shape, text, None, bad_bytes)
     try:
-        el = etree.fromstring(piece, _xml_parser())
+        el = etree.fromstring(piece, parser)
     except etree.XMLSyntaxError as exc:
         return (path, shape, text, None, f"unparseable XML record: {exc}")
     return (path, shape, text, json.dumps(extract(el), ensure_ascii=False, sort_keys=True), None)
@@ -369,22 +369,20 @@ def salvage_records(path: str, data: bytes, file_error: str) -> list[XmlRow]:
     stays one reject for the whole file.
     """
     shape, _ = sniff(data[:65536])
-    root_tag = {"portal_xml": "Trials_downloaded_from_ICTRP", "feed_xml": "trials"}.get(shape)
-    whole = [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unparseable XML: {file_error}")]
-    if root_tag is None:
-        return whole
-    _, record_tag, extract = _SHAPES[root_tag]
-    tag = record_tag.encode()
+    root_tag = next((root for root, (s, _, _) in _SHAPES.items() if s == shape), None)
     rows: list[XmlRow] = []
     end = None
-    for m in re.finditer(rb"<%s[\s>].*?</%s\s*>" % (tag, tag), data, re.DOTALL):
-        if end is not None and data[end:m.start()].strip():
-            rows.append((path, shape, data[end:m.start()].decode("utf-8", errors="replace"), None,
-                         f"text between records of a file that does not parse ({file_error})"))
-        rows.append(_record_row(path, shape, m.group(0), extract))
-        end = m.end()
-    if end is None:
-        return whole
+    if root_tag is not None:
+        _, record_tag, extract = _SHAPES[root_tag]
+        tag, parser = record_tag.encode(), _xml_parser()
+        for m in re.finditer(rb"<%s[\s>].*?</%s\s*>" % (tag, tag), data, re.DOTALL):
+            if end is not None and data[end:m.start()].strip():
+                rows.append((path, shape, data[end:m.start()].decode("utf-8", errors="replace"), None,
+                             f"text between records of a file that does not parse ({file_error})"))
+            rows.append(_record_row(path, shape, m.group(0), extract, parser))
+            end = m.end()
+    if end is None:  # no ICTRP shape, or no complete record: the whole file is one reject
+        return [(path, "xml", data.decode("utf-8", errors="replace"), None, f"unparseable XML: {file_error}")]
     rest = re.sub(rb"</%s\s*>" % root_tag.encode(), b"", data[end:]).strip()
     if rest:
         rows.append((path, shape, rest.decode("utf-8", errors="replace"), None,

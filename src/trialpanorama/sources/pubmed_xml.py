@@ -93,6 +93,10 @@ def _version(el: etree._Element | None) -> int | None:
     return int(text) if text.isdigit() and 0 < int(text) <= _MAX_VERSION else None
 
 
+def _version_reason(pmid: str, el: etree._Element) -> str:
+    return f"PMID {pmid}: Version out of range: {el.get('Version')[:40]!r}"
+
+
 # ---------------------------------------------------------------------------------------- extraction
 def _abstract(art: etree._Element) -> tuple[list[dict[str, Any]], str | None]:
     """Labelled sections kept apart, plus the whole abstract ("LABEL: text" lines, as PubMed shows it)."""
@@ -266,13 +270,13 @@ class FileParser:
         raw = _raw(el)
         if el.tag == "DeleteCitation":
             for p in el.findall("PMID"):
-                pmid = (p.text or "").strip()
-                if _PMID.match(pmid) and _version(p) is not None:
-                    yield self._record("delete", pmid, _version(p), f"<DeleteCitation>{_raw(p)}</DeleteCitation>", None)
-                elif _PMID.match(pmid):
-                    yield self.reject(raw, f"PMID {pmid}: Version out of range: {p.get('Version')[:40]!r}")
-                else:
+                pmid, version = (p.text or "").strip(), _version(p)
+                if not _PMID.match(pmid):
                     yield self.reject(raw, f"malformed PMID in DeleteCitation: {pmid[:40]!r}")
+                elif version is None:
+                    yield self.reject(raw, _version_reason(pmid, p))
+                else:
+                    yield self._record("delete", pmid, version, f"<DeleteCitation>{_raw(p)}</DeleteCitation>", None)
             return
         pmid_el = el.find("BookDocument/PMID" if el.tag == "PubmedBookArticle" else "MedlineCitation/PMID")
         pmid = (pmid_el.text or "").strip() if pmid_el is not None else ""
@@ -284,7 +288,7 @@ class FileParser:
             return
         version = _version(pmid_el)
         if version is None:
-            yield self.reject(raw, f"PMID {pmid}: Version out of range: {pmid_el.get('Version')[:40]!r}", pmid=pmid)
+            yield self.reject(raw, _version_reason(pmid, pmid_el), pmid=pmid)
             return
         try:
             fields = article_fields(el, self.registries, self.index)
