@@ -139,3 +139,12 @@ def test_token_cache_is_reused_and_keyed(ray_local, tok_dir, lake, tmp_path):
     assert ds.count() == 2 * train["rows"]
     half = D.mixed_dataset({"sample_size_estimation": first}, {"sample_size_estimation": 0.5}, seed=0)
     assert 0.25 * train["rows"] < half.count() < 0.75 * train["rows"]
+
+    # the driver-side mix (materialized recipes) keeps exactly the rows the streaming mix keeps, shuffled
+    for weight, streamed in ((2.0, ds), (0.5, half)):
+        table = D.mixed_table({"sample_size_estimation": first}, {"sample_size_estimation": weight}, seed=0)
+        assert sorted(table.column("sample_id").to_pylist()) == sorted(r["sample_id"] for r in streamed.take_all())
+    table = D.mixed_table({"sample_size_estimation": first}, {"sample_size_estimation": 1.0}, seed=0)
+    assert set(table.column("split").to_pylist()) == {"train"} and min(table.column("n_tokens").to_pylist()) > 0
+    assert table.column("sample_id").to_pylist() != sorted(table.column("sample_id").to_pylist())  # shuffled
+    assert table.equals(D.mixed_table({"sample_size_estimation": first}, {"sample_size_estimation": 1.0}, seed=0))

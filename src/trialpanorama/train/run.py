@@ -167,6 +167,8 @@ class DriverTracking:
 def stage_data(plan: Plan, stage: StagePlan, cfg: Config, template: str | None,
                tracking: DriverTracking) -> tuple[Any, Any, dict[str, Any]]:
     """Tokenize (or reuse the cache) and mix the stage's tables; return (train, eval, info)."""
+    import ray.data
+
     tok_path = str(plan.tokenizer_path)
     train_entries, eval_entries, info = {}, {}, {"tasks": {}}
     split, eval_split = str(cfg.get("data.split", "train")), str(cfg.get("eval.split", "test"))
@@ -185,12 +187,18 @@ def stage_data(plan: Plan, stage: StagePlan, cfg: Config, template: str | None,
     seed = int(cfg.get("data.seed", 0))
     pad_id = D.load_tokenizer(tok_path, template).pad_token_id
     weights = {t: s["weight"] for t, s in stage.tasks.items()}
-    train = D.mixed_dataset(train_entries, weights, seed, split)
+    materialize = bool(cfg.get("data.materialize", False))
+    # Small sets (tiny recipe, tests) are mixed on the driver and handed to Ray Data as one in-memory table,
+    # so neither the mix nor epochs 2..n pay Ray Data's per-read start-up; big sets stream from the cache.
+    if materialize:
+        train = ray.data.from_arrow(D.mixed_table(train_entries, weights, seed, split))
+    else:
+        train = D.mixed_dataset(train_entries, weights, seed, split)
     tokens = sum(D.split_stats(e, split)["tokens"] * weights[t] for t, e in train_entries.items())
     rows = sum(D.split_stats(e, split)["rows"] * weights[t] for t, e in train_entries.items())
     eval_ds = None
-    if eval_entries:
-        eval_ds = D.mixed_dataset(eval_entries, {t: 1.0 for t in eval_entries}, seed, eval_split)
+    if eval_entries:  # a few batches of the test split: always small, so always mixed on the driver
+        eval_ds = ray.data.from_arrow(D.mixed_table(eval_entries, {t: 1.0 for t in eval_entries}, seed, eval_split))
     if plan.packing:
         kw = {"max_len": plan.max_seq_len, "pad_id": pad_id}
         train = train.map_batches(D.pack_batch, batch_format="numpy", batch_size=256, fn_kwargs=kw)
@@ -198,9 +206,7 @@ def stage_data(plan: Plan, stage: StagePlan, cfg: Config, template: str | None,
             eval_ds = eval_ds.map_batches(D.pack_batch, batch_format="numpy", batch_size=256, fn_kwargs=kw)
     if eval_ds is not None:
         eval_ds = eval_ds.limit(int(cfg.get("eval.batches", 8)) * plan.micro_batch_size).materialize()
-    if cfg.get("data.materialize", False):
-        # Small sets (tiny recipe, tests): run the pipeline once into the object store (not the driver),
-        # so epochs 2..n do not pay Ray Data's start-up again. Big sets stream (materialize: false).
+    if materialize:  # packed once into the object store (not the driver)
         train = train.materialize()
     info["sequences"] = D.expected_sequences(int(tokens), int(rows), plan.max_seq_len, plan.packing)
     return train, eval_ds, info
