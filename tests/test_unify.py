@@ -144,3 +144,20 @@ def test_precision_recall_arithmetic():
     m = unify.pair_precision_recall({"a": "1", "b": "1", "c": "2"}, [("a", "b", True), ("a", "c", True),
                                                                     ("b", "c", False), ("a", "x", False)])
     assert (m["precision"], m["recall"], m["missed_merges"]) == (1.0, 0.5, 1)
+
+
+def test_oversized_lsh_buckets_are_skipped_and_counted(spark, result):
+    """A bucket over max_bucket_size yields no pairs, and the skip is counted, not silent."""
+    from pyspark.sql import functions as F
+
+    studies = spark.createDataFrame(STUDIES, "study_id STRING, study_source STRING, title STRING, sponsor STRING, "
+                                    "start_date DATE, enrollment INT, target_accrual INT, last_update_date DATE")
+    for col in ("phase", "recruitment_status", "study_type"):
+        studies = studies.withColumn(col, F.lit(None).cast("string"))
+    ids = spark.createDataFrame(IDS, "study_id STRING, id_value STRING, id_source STRING, id_type STRING")
+    cfg = load_sibling_yaml(load_config(), "unify.yaml")
+    assert result[0].stats["near_duplicate_buckets_skipped"] == 0  # the default cap skips nothing here
+    cfg["near_duplicates"] = {**cfg["near_duplicates"], "max_bucket_size": 1}  # every shared bucket is too big
+    res = unify.unify(spark, studies, ids, cfg)
+    assert res.stats["near_duplicate_pairs"] == 0 and res.stats["near_duplicate_merges"] == 0
+    assert res.stats["near_duplicate_buckets_skipped"] > 0
