@@ -52,6 +52,32 @@ def test_a_write_reports_its_own_commit_when_another_commit_follows(spark, lake_
     assert spark.sql(f"DESCRIBE HISTORY delta.`{uri}` LIMIT 1").first()["operation"] == "UPDATE"  # theirs
 
 
+def test_commit_files_agree_with_delta_history(spark, lake_cfg, monkeypatch):
+    """The commit-file reader (no Spark job) must say what DESCRIBE HISTORY says, for every version: the writes'
+    versions and row counts come from it. A tag older than the scanned window is still found (Delta's history)."""
+    root = lake_cfg.lake_root
+    uri = lake.upsert(spark, root, "studies", _studies(spark, [("S1", "a", "h1")])).uri
+    lake.upsert(spark, root, "studies", _studies(spark, [("S1", "a2", "h1b"), ("S2", "b", "h2")]))
+    spark.sql(f"DELETE FROM delta.`{uri}` WHERE study_id = 'S2'")
+    history = {r["version"]: r for r in spark.sql(f"DESCRIBE HISTORY delta.`{uri}`").collect()}
+    assert lake.commit_versions(spark, uri) == sorted(history, reverse=True) == [2, 1, 0]
+    assert lake.table_version(spark, uri) == 2
+    for version, row in history.items():
+        entry = lake.commit_info(spark, uri, version)
+        assert (entry["version"], entry["operation"], entry["userMetadata"]) == (
+            version, row["operation"], row["userMetadata"])
+        assert entry["operationMetrics"] == dict(row["operationMetrics"])
+    assert lake.operation_metrics(spark, uri, 1) == {"inserted": 1, "updated": 1, "deleted": 0}
+    assert lake.operation_metrics(spark, uri)["deleted"] == 1
+    tag = history[0]["userMetadata"]
+    assert tag.startswith("trialpanorama-write-")
+    monkeypatch.setattr(lake, "_COMMIT_FILES_SCANNED", 1)  # version 0 is now beyond the commit files read
+    assert lake.history_entry(spark, uri, "userMetadata", tag)["version"] == 0
+    assert lake.history_entry(spark, uri, "userMetadata", "no-such-tag") is None
+    assert lake.commit_versions(spark, lake.table_uri(root, "arms")) == []
+    assert lake.table_version(spark, lake.table_uri(root, "arms")) is None
+
+
 def test_upsert_is_idempotent_and_updates_only_changed_hashes(spark, lake_cfg):
     root = lake_cfg.lake_root
     first = lake.upsert(spark, root, "studies", _studies(spark, [("S1", "a", "h1"), ("S2", "b", "h2")]))

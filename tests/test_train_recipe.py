@@ -111,3 +111,43 @@ def test_relative_sqlite_tracking_uri_is_pinned_for_workers(tmp_path, monkeypatc
     assert absolute_sqlite_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert absolute_sqlite_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
     assert absolute_sqlite_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_the_run_is_named_after_the_task_tables_it_reads(tmp_path):
+    """Re-submitting a recipe resumes its run, and skips its finished stages: only right while the data is the
+    same. A new version of a task table, or a rebuilt table (a new Delta table id at version 0), must name a new
+    run; and every stage reads the version pinned at submission."""
+    import shutil
+
+    import deltalake
+
+    from trialpanorama.train.run import pin_data
+
+    lake = tmp_path / "lake"
+    shutil.copytree(PROJECT_ROOT / "tests" / "fixtures" / "train" / "lake", lake)
+    two_tasks = "{arm_design: {weight: 1.0, version: null}, sample_size_estimation: {weight: 1.0, version: null}}"
+    cfg = load_recipe(TINY, [f"stages.stage1.tasks={two_tasks}", f"stages.stage2.tasks={two_tasks}"])
+
+    def pinned():
+        return pin_data(resolve(cfg, str(lake)), cfg)
+
+    first = pinned()
+    arm = str(lake / "tasks" / "arm_design")
+    version = deltalake.DeltaTable(arm).version()
+    assert {s.tasks["arm_design"]["version"] for s in first.stages} == {version}
+    assert pinned().run_name == first.run_name  # same data: the same run, resumed
+    assert first.run_name.startswith("tiny-cpu-") and first.run_name != resolve(cfg, str(lake)).run_name
+
+    rows = deltalake.DeltaTable(arm).to_pyarrow_table()
+    deltalake.write_deltalake(arm, rows, mode="append")
+    appended = pinned()
+    assert appended.run_name != first.run_name
+    assert appended.stages[0].tasks["arm_design"]["version"] == version + 1
+
+    shutil.rmtree(arm)
+    deltalake.write_deltalake(arm, rows)  # the lake rebuilt: version 0 again, but another table
+    rebuilt = pinned()
+    assert rebuilt.stages[0].tasks["arm_design"]["version"] == 0
+    assert rebuilt.run_name not in (first.run_name, appended.run_name)
+    named = load_recipe(TINY, [f"stages.stage1.tasks={two_tasks}", f"stages.stage2.tasks={two_tasks}", "run.name=mine"])
+    assert pin_data(resolve(named, str(lake)), named).run_name == "mine"

@@ -7,6 +7,7 @@ Hadoop-compatible URI (``s3a://``, ``abfss://``, ``hdfs://``, ``file:``) works a
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -162,13 +163,55 @@ def table_exists(spark: SparkSession, uri: str) -> bool:
     return DeltaTable.isDeltaTable(spark, uri)
 
 
-def table_version(spark: SparkSession, uri: str) -> int | None:
-    """Current Delta version of a table, None if it does not exist."""
-    from delta.tables import DeltaTable
+# The table's own commit files, read through Hadoop's FileSystem: ``DeltaTable.history()`` is a Spark job (0.3-2 s
+# each here, and every write asks for its version and row counts), while a path-based table's history is
+# exactly one ``NNNN.json`` per version in ``_delta_log``, each holding that commit's ``commitInfo``.
+_COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
+# How many commit files back ``history_entry`` reads before it asks Delta for the whole history instead.
+_COMMIT_FILES_SCANNED = 20
 
-    if not DeltaTable.isDeltaTable(spark, uri):
+
+def _delta_log(spark: SparkSession, uri: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    log = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + "/_delta_log")
+    return log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), log
+
+
+def commit_versions(spark: SparkSession, uri: str) -> list[int]:
+    """Versions that have a commit file, newest first ([] when there is no table, or a ``_delta_log`` without a
+    commit, e.g. the leftover of a job killed before its first commit). The newest commit file is never cleaned
+    up, so the first one is the current version."""
+    fs, log = _delta_log(spark, uri)
+    if not fs.exists(log):
+        return []
+    names = (st.getPath().getName() for st in fs.listStatus(log))
+    return sorted((int(m.group(1)) for m in map(_COMMIT_FILE.match, names) if m), reverse=True)
+
+
+def table_version(spark: SparkSession, uri: str) -> int | None:
+    """Current Delta version of a table, None if it does not exist (a file listing, no Spark job)."""
+    versions = commit_versions(spark, uri)
+    return versions[0] if versions else None
+
+
+def commit_info(spark: SparkSession, uri: str, version: int) -> dict[str, Any] | None:
+    """The ``commitInfo`` of one version, shaped like a row of ``DeltaTable.history()`` (``version``,
+    ``operation``, ``operationMetrics``, ``userMetadata``, ...); None when that commit file is gone."""
+    fs, log = _delta_log(spark, uri)
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(log, f"{version:020d}.json")
+    if not fs.exists(path):
         return None
-    return int(DeltaTable.forPath(spark, uri).history(1).select("version").first()[0])
+    stream = fs.open(path)
+    try:
+        text = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in text.splitlines():
+        if '"commitInfo"' in line:
+            action = json.loads(line)
+            if "commitInfo" in action:
+                return {"userMetadata": None, "operationMetrics": {}, **action["commitInfo"], "version": version}
+    return None
 
 
 def read_table(spark: SparkSession, uri: str, version: int | None = None) -> DataFrame:
@@ -250,15 +293,22 @@ def committed_write(spark: SparkSession, uri: str, table: str, write: Callable[[
 
 
 def history_entry(spark: SparkSession, uri: str, column: str, value: Any) -> Any:
-    """The history row whose ``column`` equals ``value`` (None if none): the latest entry is read first (one
-    commit file), the whole history only when it is not the one, i.e. when another commit came after it."""
+    """The history entry whose ``column`` equals ``value`` (None if none), newest first: from the commit files
+    (``commit_info``; a concurrent writer puts at most a few commits after ours), and from Delta's whole
+    history only when the newest ``_COMMIT_FILES_SCANNED`` commits do not hold it."""
+    versions = commit_versions(spark, uri)
+    if column == "version":
+        versions = [v for v in versions if v == value]
+    for version in versions[:_COMMIT_FILES_SCANNED]:
+        entry = commit_info(spark, uri, version)
+        if entry is not None and entry.get(column) == value:
+            return entry
+    if len(versions) <= _COMMIT_FILES_SCANNED and column != "version":
+        return None
     from delta.tables import DeltaTable
 
-    table = DeltaTable.forPath(spark, uri)
-    row = table.history(1).first()
-    if row is not None and row[column] == value:
-        return row
-    return table.history().where(F.col(column) == value).first()
+    row = DeltaTable.forPath(spark, uri).history().where(F.col(column) == value).first()
+    return row.asDict() if row is not None else None
 
 
 def with_commit_retry(spark: SparkSession, table: str, write: Callable[[], None]) -> int:
@@ -395,16 +445,17 @@ def operation_metrics(spark: SparkSession, uri: str, version: int | None = None)
     A job reporting its own write passes the version it committed: with a concurrent writer, the latest commit
     may be the other job's by the time the history is read.
     """
-    from delta.tables import DeltaTable
-
-    row = (DeltaTable.forPath(spark, uri).history(1).first() if version is None
-           else history_entry(spark, uri, "version", version))
+    if version is None:
+        version = table_version(spark, uri)
+        if version is None:
+            return {}
+    row = history_entry(spark, uri, "version", version)
     if row is None:
         return {}
     metrics = row["operationMetrics"] or {}
     wanted = {
         "numTargetRowsInserted": "inserted", "numTargetRowsUpdated": "updated",
-        "numTargetRowsDeleted": "deleted", "numOutputRows": "output_rows",
+        "numTargetRowsDeleted": "deleted", "numDeletedRows": "deleted", "numOutputRows": "output_rows",
     }
     out = {short: int(metrics[key]) for key, short in wanted.items() if key in metrics}
     if row["operation"] == "WRITE" and "output_rows" in out:

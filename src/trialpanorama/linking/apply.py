@@ -23,14 +23,14 @@ from pyspark.sql.window import Window
 
 from trialpanorama import lake
 from trialpanorama.linking import match
-from trialpanorama.linking.vocab import stored_terms_version, sync_full, table_version
+from trialpanorama.linking.vocab import stored_terms_version, sync_full
 from trialpanorama.progress import progress
 
 KINDS = ("condition", "drug")
 
 
 def _version(spark: SparkSession, root: str, table: str) -> int | None:
-    return table_version(spark, lake.table_uri(root, table))
+    return lake.table_version(spark, lake.table_uri(root, table))
 
 
 def _read(spark: SparkSession, root: str, table: str, record_input: Callable[[str, int], None] | None,
@@ -144,7 +144,7 @@ def _merge_updates(spark: SparkSession, root: str, table: str, updates: DataFram
     on = f"t.study_id = s.study_id AND t.`{name_col}` <=> s.`{name_col}` AND t.origin = s.origin"
     DeltaTable.forPath(spark, uri).alias("t").merge(updates.alias("s"), on) \
         .whenMatchedUpdate(set={c: f"s.`new_{c}`" for c in cols}).execute()
-    return lake.WriteResult(table, uri, table_version(spark, uri), -1)
+    return lake.WriteResult(table, uri, lake.table_version(spark, uri), -1)
 
 
 # ------------------------------------------------------------------------------------- vocabularies

@@ -37,24 +37,6 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
 
 
-# ------------------------------------------------------------------------------------ versions
-def table_version(spark: SparkSession, uri: str) -> int | None:
-    """Current Delta version from the commit files in ``_delta_log`` (a file listing, no Spark job).
-
-    ``lake.table_version`` asks Delta for the history (a Spark job, about a second each); jobs that record the
-    version of every table they read use this instead. The newest commit file is never cleaned up, so the
-    highest ``NNNN.json`` is the current version.
-    """
-    jvm = spark.sparkContext._jvm
-    log = jvm.org.apache.hadoop.fs.Path(uri.rstrip("/") + "/_delta_log")
-    fs = log.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(log):
-        return None
-    versions = [int(st.getPath().getName()[:-5]) for st in fs.listStatus(log)
-                if st.getPath().getName().endswith(".json") and st.getPath().getName()[:-5].isdigit()]
-    return max(versions) if versions else None
-
-
 # ------------------------------------------------------------------------------------ scoped sync
 def _conform(df: DataFrame, table: str) -> DataFrame:
     schema = TABLES[table].schema
@@ -100,7 +82,7 @@ def sync_scoped(spark: SparkSession, lake_root: str, table: str, df: DataFrame, 
         if df.isEmpty():
             return None
         df.write.format("delta").mode("append").save(uri)
-        return lake.WriteResult(table, uri, table_version(spark, uri), -1)
+        return lake.WriteResult(table, uri, lake.table_version(spark, uri), -1)
     in_scope = F.col(scope_col).isin(scope_values)
     if compare:
         df = df.localCheckpoint()
@@ -120,7 +102,7 @@ def sync_scoped(spark: SparkSession, lake_root: str, table: str, df: DataFrame, 
         .whenNotMatchedBySourceDelete(condition=f"t.`{scope_col}` IN ({values})")
         .execute()
     )
-    return lake.WriteResult(table, uri, table_version(spark, uri), -1)
+    return lake.WriteResult(table, uri, lake.table_version(spark, uri), -1)
 
 
 def fingerprints_by(df: DataFrame, col: str) -> dict[str, tuple[int, int, int]]:

@@ -222,7 +222,6 @@ def _ui_term_rows(pairs: DataFrame, source: str) -> DataFrame:
 def harvest_ctgov(spark: SparkSession, lake_root: str, mesh_bounds: dict[str, int]) -> tuple[DataFrame, dict[str, int]]:
     """UIs and names NLM assigned to ClinicalTrials.gov records: derived meshes and their ancestors."""
     from trialpanorama import lake
-    from trialpanorama.linking.vocab import table_version
     from trialpanorama.normalize.identifiers import mesh_ui
 
     versions: dict[str, int] = {}
@@ -230,7 +229,7 @@ def harvest_ctgov(spark: SparkSession, lake_root: str, mesh_bounds: dict[str, in
     for table, ui_col, name_col, role in (("conditions", "condition_mesh_id", "condition_mesh_term", "condition"),
                                          ("drugs", "drug_mesh_id", "drug_name", "intervention")):
         uri = lake.table_uri(lake_root, table)
-        v = table_version(spark, uri)
+        v = lake.table_version(spark, uri)
         if v is None:
             continue
         versions[table] = v
@@ -238,7 +237,7 @@ def harvest_ctgov(spark: SparkSession, lake_root: str, mesh_bounds: dict[str, in
         parts.append(df.select(F.col(ui_col).alias("mesh_ui"), F.trim(name_col).alias("mesh_name"),
                                F.lit(role).alias("role")))
     uri = lake.table_uri(lake_root, "ctgov_raw")
-    v = table_version(spark, uri)
+    v = lake.table_version(spark, uri)
     if v is not None:
         versions["ctgov_raw"] = v
         raw = lake.read_table(spark, uri, v)
@@ -259,12 +258,11 @@ def harvest_ctgov(spark: SparkSession, lake_root: str, mesh_bounds: dict[str, in
 def harvest_pubmed(spark: SparkSession, lake_root: str) -> tuple[DataFrame | None, dict[str, int]]:
     """MeSH headings of PubMed articles, when a ``publications`` table with ``mesh_headings`` exists."""
     from trialpanorama import lake
-    from trialpanorama.linking.vocab import table_version
 
     if "publications" not in lake.TABLES:
         return None, {}
     uri = lake.table_uri(lake_root, "publications")
-    v = table_version(spark, uri)
+    v = lake.table_version(spark, uri)
     if v is None:
         return None, {}
     pubs = lake.read_table(spark, uri, v)

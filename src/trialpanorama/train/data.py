@@ -49,6 +49,15 @@ def delta_version(path: str, version: int | None = None) -> int:
     return int(table.version())
 
 
+def delta_identity(path: str, version: int | None = None) -> tuple[int, str]:
+    """(version, table id) of what a run will read: the id (Delta's ``metaData.id``, new whenever a table is
+    created) tells a rebuilt lake's version 0 from the old lake's version 0."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
+    return int(table.version()), str(table.metadata().id)
+
+
 def read_task_table(path: str, version: int) -> Any:
     """A lazy Ray Dataset of one task table at one Delta version (no driver-side collect).
 

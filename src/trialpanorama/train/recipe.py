@@ -282,12 +282,15 @@ def _arch(cfg: Config, model_path: Path) -> Arch | None:
     return Arch.from_mapping(block) if isinstance(block, dict) else None
 
 
-def run_id_for(recipe: dict[str, Any]) -> str:
-    """A stable id from the resolved recipe: the same recipe re-submitted gets the same run (and resumes).
+def run_id_for(recipe: dict[str, Any], data_tables: dict[str, Any] | None = None) -> str:
+    """A stable id from the resolved recipe and the task tables it reads: the same recipe re-submitted on the
+    same data gets the same run (and resumes); new data (a new Delta version, or a rebuilt table) a new run.
 
     ``run.name`` in the recipe wins; ``run.resume_key`` lets a user force a fresh run of the same recipe.
     """
     body = {k: v for k, v in recipe.items() if k not in ("run", "debug")}
+    if data_tables:
+        body["_data_tables"] = data_tables
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{recipe.get('name', 'finetune')}-{digest}"
 

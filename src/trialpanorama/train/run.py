@@ -9,6 +9,7 @@ and stages already finished are skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -18,7 +19,15 @@ from typing import Any
 
 from trialpanorama.config import Config
 from trialpanorama.train import data as D
-from trialpanorama.train.recipe import Plan, StagePlan, load_recipe, resolve, resolve_path, steps_for_epochs
+from trialpanorama.train.recipe import (
+    Plan,
+    StagePlan,
+    load_recipe,
+    resolve,
+    resolve_path,
+    run_id_for,
+    steps_for_epochs,
+)
 
 RUN_TAG = "trialpanorama.run_id"
 
@@ -268,6 +277,26 @@ def run_stage(plan: Plan, cfg: Config, stage: StagePlan, wcfg: dict[str, Any], t
     return trainer.fit()
 
 
+def pin_data(plan: Plan, cfg: Config) -> Plan:
+    """Resolve every task table's version once, at submission, and name the run after them.
+
+    A stage then reads exactly the version its run is named for, even if the lake moves on while an earlier
+    stage trains; and a recipe re-submitted after the task tables changed starts a new run instead of
+    resuming (or skipping, as finished) the run trained on the old data.
+    """
+    tables: dict[str, Any] = {}
+    stages = []
+    for stage in plan.stages:
+        tasks = {}
+        for task, spec in stage.tasks.items():
+            version, table_id = D.delta_identity(spec["path"], spec["version"])
+            tasks[task] = {**spec, "version": version}
+            tables[f"{stage.name}/{task}"] = [table_id, version]
+        stages.append(dataclasses.replace(stage, tasks=tasks))
+    run_name = plan.run_name if cfg.get("run.name") else run_id_for(plan.recipe, tables)
+    return dataclasses.replace(plan, stages=stages, run_name=run_name)
+
+
 def finetune(config: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = (),
              lake: str | None = None, address: str | None = None) -> dict[str, Any]:
     """Run every stage of a recipe; returns a summary (also logged to MLflow as summary.json)."""
@@ -282,6 +311,7 @@ def finetune(config: str | os.PathLike[str], overrides: list[str] | tuple[str, .
         ensure_tiny_model(plan.model_path, paths, cfg.get("model.build_tiny") or {},
                           max_position_embeddings=max(2048, plan.max_seq_len))
         plan = resolve(cfg, lake)  # the arch now comes from the built config.json
+    plan = pin_data(plan, cfg)
     template = D.read_template(cfg.get("model.chat_template"))
     if template is not None and str(cfg.get("model.chat_template")).endswith(".jinja"):
         template = D.read_template(str(resolve_path(cfg.get("model.chat_template"))))
