@@ -57,8 +57,8 @@ LABELLED = [
 ]
 
 
-@pytest.fixture(scope="module")
-def result(spark):
+def _inputs(spark):
+    """The fixture studies and ids as unify reads them, and the default unify config."""
     from pyspark.sql import functions as F
 
     studies = spark.createDataFrame(STUDIES, "study_id STRING, study_source STRING, title STRING, sponsor STRING, "
@@ -67,6 +67,12 @@ def result(spark):
         studies = studies.withColumn(col, F.lit(None).cast("string"))
     ids = spark.createDataFrame(IDS, "study_id STRING, id_value STRING, id_source STRING, id_type STRING")
     cfg = load_sibling_yaml(load_config(), "unify.yaml")
+    return studies, ids, cfg
+
+
+@pytest.fixture(scope="module")
+def result(spark):
+    studies, ids, cfg = _inputs(spark)
     res = unify.unify(spark, studies, ids, cfg)
     members = {r.study_id: r for r in res.members.collect()}
     return res, members
@@ -148,14 +154,7 @@ def test_precision_recall_arithmetic():
 
 def test_oversized_lsh_buckets_are_skipped_and_counted(spark, result):
     """A bucket over max_bucket_size yields no pairs, and the skip is counted, not silent."""
-    from pyspark.sql import functions as F
-
-    studies = spark.createDataFrame(STUDIES, "study_id STRING, study_source STRING, title STRING, sponsor STRING, "
-                                    "start_date DATE, enrollment INT, target_accrual INT, last_update_date DATE")
-    for col in ("phase", "recruitment_status", "study_type"):
-        studies = studies.withColumn(col, F.lit(None).cast("string"))
-    ids = spark.createDataFrame(IDS, "study_id STRING, id_value STRING, id_source STRING, id_type STRING")
-    cfg = load_sibling_yaml(load_config(), "unify.yaml")
+    studies, ids, cfg = _inputs(spark)
     assert result[0].stats["near_duplicate_buckets_skipped"] == 0  # the default cap skips nothing here
     cfg["near_duplicates"] = {**cfg["near_duplicates"], "max_bucket_size": 1}  # every shared bucket is too big
     res = unify.unify(spark, studies, ids, cfg)

@@ -43,10 +43,7 @@ TASK_COLUMNS = ["sample_id", "task", "split", "messages", "answer"]
 
 def delta_version(path: str, version: int | None = None) -> int:
     """The version a run will read: the pinned one (checked to exist) or the table's current one."""
-    from deltalake import DeltaTable
-
-    table = DeltaTable(path, version=version) if version is not None else DeltaTable(path)
-    return int(table.version())
+    return delta_identity(path, version)[0]
 
 
 def delta_identity(path: str, version: int | None = None) -> tuple[int, str]:

@@ -182,7 +182,7 @@ def stage_data(plan: Plan, stage: StagePlan, cfg: Config, template: str | None,
     train_entries, eval_entries, info = {}, {}, {"tasks": {}}
     split, eval_split = str(cfg.get("data.split", "train")), str(cfg.get("eval.split", "test"))
     for task, spec in stage.tasks.items():
-        version = D.delta_version(spec["path"], spec["version"])
+        version = int(spec["version"])  # resolved and checked by pin_data at submission
         entry = D.tokenized_table(plan.cache_dir, task, spec["path"], version, tok_path, template,
                                   plan.max_seq_len)
         stats = D.split_stats(entry, split)
