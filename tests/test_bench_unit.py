@@ -181,12 +181,28 @@ def test_a_pool_holding_every_cpu_is_refused_not_left_hanging():
 
     from trialpanorama.bench.runner import _check_room
 
-    if ray.is_initialized():  # another test's cluster: this one needs exactly one CPU
+    if ray.is_initialized():  # another test's cluster: this one needs exactly two CPUs
         ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=96 * 2**20)
     try:
-        with pytest.raises(ValueError, match="needs 1.25 CPUs of the cluster's 2"):
-            _check_room("tiny", 1.25)
-        _check_room("tiny", 1.0)  # one whole CPU left for the read and scoring tasks
+        with pytest.raises(ValueError, match="needs 2.5 CPUs of the cluster's 2"):
+            _check_room("tiny", 5, 0.5, 1.0)
+        with pytest.raises(ValueError, match="leaves no node with the 1 CPUs"):
+            _check_room("tiny", 1, 1.25, 1.0)
+        _check_room("tiny", 1, 1.0, 1.0)  # one whole CPU left for the read and scoring tasks
     finally:
         ray.shutdown()
+
+
+def test_a_pool_spread_over_small_nodes_must_leave_one_node_room_for_a_task():
+    """Two 0.5-CPU replicas on two 1-CPU nodes: spread one per node, no node keeps a whole CPU for a
+    read task (the two-node cluster job hung there for 600 s); half-CPU tasks fit."""
+    from trialpanorama.bench.runner import placement_problem
+
+    assert "placed spread" in placement_problem([1.0, 1.0], 2, 0.5, 1.0)
+    assert placement_problem([1.0, 1.0], 2, 0.5, 0.5) is None
+    assert placement_problem([2.0], 2, 0.5, 1.0) is None                 # one node: a CPU stays free
+    assert placement_problem([1.0, 4.0], 4, 1.0, 1.0) is None            # either way a 1-CPU node stays free
+    assert "do not fit" in placement_problem([1.0, 1.0, 1.0], 2, 1.5, 0.5)  # 3 CPUs in all, but no node holds 1.5
+    assert "needs 3 CPUs" in placement_problem([1.0, 1.0], 3, 1.0, 0.5)
+    assert "placed packed" in placement_problem([1.0, 1.0], 1, 1.0, 1.5)

@@ -184,12 +184,14 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
     """The lazy Ray Dataset of one model over every task still to run (None when nothing is left)."""
     import ray
 
+    task_cpus = float(spec.ray.get("task_cpus", 1))
     parts = []
     for task, p in plan.items():
         if not p["selected"]:
             continue
-        ds = ray.data.read_delta(_local(table_uri(spec.lake_root, task)), version=p["version"], columns=TASK_COLUMNS)
-        parts.append(ds.map_batches(prepare_batch, batch_format="pandas", zero_copy_batch=True,
+        ds = ray.data.read_delta(_local(table_uri(spec.lake_root, task)), version=p["version"], columns=TASK_COLUMNS,
+                                 num_cpus=task_cpus)
+        parts.append(ds.map_batches(prepare_batch, batch_format="pandas", zero_copy_batch=True, num_cpus=task_cpus,
                                     fn_kwargs={"selected": frozenset(p["selected"]),
                                                "dataset_version": p["version"]}))
     if not parts:
@@ -207,7 +209,8 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
         pool, batch_size = int(opts.pop("pool_size")), int(opts.pop("batch_size"))
         num_cpus = float(opts.pop("num_cpus", 0.25 if model.backend == "openai" else 1))
         num_gpus = float(opts.pop("num_gpus", 0))
-        _check_room(model.name, pool * num_cpus)
+        if spec.ray.get("check_resources", True):
+            _check_room(model.name, pool, num_cpus, task_cpus)
         remote = {"num_cpus": num_cpus}
         if num_gpus:
             remote["num_gpus"] = num_gpus
@@ -215,23 +218,52 @@ def build_flow(spec: BenchSpec, model: ModelSpec, model_path: str, plan: dict[st
                             compute=ray.data.ActorPoolStrategy(size=pool),
                             fn_constructor_kwargs={"backend": model.backend, "path": model_path, "name": model.name,
                                                    "options": opts, "generation": generation}, **remote)
-    return ds.map_batches(score_batch, batch_format="pandas", fn_kwargs={"index_path": index_path})
+    return ds.map_batches(score_batch, batch_format="pandas", num_cpus=task_cpus, fn_kwargs={"index_path": index_path})
 
 
-def _check_room(model: str, pool_cpus: float) -> None:
-    """Fail fast instead of hanging: Ray Data's read and scoring tasks need CPUs beside the model pool.
+def _check_room(model: str, pool: int, actor_cpus: float, task_cpus: float) -> None:
+    """Fail fast instead of hanging: Ray Data's read and scoring tasks need room beside the model pool.
 
-    Ray Data's read tasks ask for one whole CPU each. An actor pool that leaves less than one CPU free leaves
-    them unschedulable, and Ray Data then waits forever without an error (seen with ray.num_cpus=1 and an
-    hf pool of 1 CPU, and with an openai pool of 0.25 CPU).
+    Ray Data waits forever, without an error, when the actor pool takes the CPUs its read and scoring tasks
+    need (seen with ray.num_cpus=1 and an hf pool of 1 CPU, with an openai pool of 0.25 CPU, and on two
+    1-CPU nodes with two 0.5-CPU replicas, one per node, leaving half a CPU on each where a task asks for
+    one). The check is per node, on the alive nodes of the cluster as it is now; an autoscaling cluster,
+    which adds nodes on demand, turns it off with ray.check_resources=false.
     """
     import ray
 
-    total = float(ray.cluster_resources().get("CPU", 0))
-    if total and total - pool_cpus < 1:
-        raise ValueError(f"model {model}: its actor pool needs {pool_cpus:g} CPUs of the cluster's {total:g}; "
-                         "the read and scoring tasks need one more whole CPU (lower models.<name>.hf.num_cpus "
-                         "or pool_size, or give the cluster more CPUs)")
+    nodes = [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    problem = placement_problem(nodes, pool, actor_cpus, task_cpus)
+    if problem:
+        raise ValueError(f"model {model}: {problem} (lower models.<name>.hf.num_cpus or pool_size, or "
+                         "ray.task_cpus, or give the cluster more CPUs; ray.check_resources=false skips this "
+                         "check on an autoscaling cluster)")
+
+
+def placement_problem(node_cpus: list[float], pool: int, actor_cpus: float, task_cpus: float) -> str | None:
+    """Why `pool` actors of `actor_cpus` and one task of `task_cpus` may not all run on these nodes, or None.
+
+    Ray's default placement packs a node up to half its CPUs, then spreads; it is neither of the two
+    extremes, so both are tried: actors packed onto as few nodes as possible, and each actor on the node
+    with the most CPUs free. Either way every actor must fit, and some node must keep room for a task.
+    """
+    eps = 1e-9
+    total = sum(node_cpus)
+    if pool * actor_cpus > total + eps:
+        return f"its actor pool needs {pool * actor_cpus:g} CPUs of the cluster's {total:g}"
+    for how in ("packed", "spread"):
+        free = sorted(node_cpus, reverse=True)
+        for _ in range(pool):
+            fits = [i for i, f in enumerate(free) if f + eps >= actor_cpus]
+            if not fits:
+                return (f"{pool} actors of {actor_cpus:g} CPUs do not fit on nodes of {node_cpus} CPUs "
+                        f"when placed {how}")
+            pick = (min(fits, key=lambda i: free[i]) if how == "packed" else max(fits, key=lambda i: free[i]))
+            free[pick] -= actor_cpus
+        if max(free, default=0) + eps < task_cpus:
+            return (f"its actor pool of {pool} x {actor_cpus:g} CPUs, placed {how} on nodes of {node_cpus} CPUs, "
+                    f"leaves no node with the {task_cpus:g} CPUs a read or scoring task asks for")
+    return None
 
 
 def _to_table(batch: pa.Table, run_id: str, model: ModelSpec, source: str) -> pa.Table:
