@@ -56,7 +56,7 @@ step "the lake: ingest 4 sources, unify, relations, vocabularies, linking (+ its
   jobs/run_pipeline.py "${pipeline[@]}"
 step "tiny Llama model + BPE tokenizer trained on the task corpus" ray_apps/build_tiny_model.py --config conf/train/tiny-cpu.yaml
 step "fine-tune it with Ray Train (2 CPU workers, two SFT stages)" \
-  ray_apps/finetune.py --config conf/train/tiny-cpu.yaml --set stages.stage1.max_steps=120 --set stages.stage2.max_steps=40
+  ray_apps/finetune.py --config conf/train/tiny-cpu.yaml --set stages.stage1.max_steps=120 --set stages.stage2.max_steps=60
 step "benchmark untrained vs fine-tuned on the eight test sets (Ray Data, hf backend) + leaderboard" \
   ray_apps/benchmark.py --config conf/bench/tiny-cpu.yaml --set "run_id=$RUN_ID" --leaderboard
 

@@ -52,6 +52,31 @@ def test_answer_only_labels(tok_dir):
     assert tok.convert_tokens_to_ids("<|im_end|>") in trained
 
 
+def test_a_long_prompt_is_cut_from_the_left_or_the_row_dropped_never_the_answer(tok_dir):
+    tok = D.load_tokenizer(str(tok_dir))
+    msgs = [{"role": "system", "content": "You are a clinical research assistant."},
+            {"role": "user", "content": "Trial: " + "placebo arm " * 60 + "\nChoose: A. drug B. placebo"}]
+    answer = '{"answer_choice": "B"}'
+    ids, labels = D.encode_example(tok, msgs, answer)
+    n_answer = sum(1 for y in labels if y != D.IGNORE)
+    max_len = len(ids) - 10  # ten tokens too long
+    assert D.fit_to_length(ids, labels, len(ids), "keep_tail") == (ids, labels, 0)  # fits: unchanged
+    assert D.fit_to_length(ids, labels, max_len, "drop") == ([], [], 0)
+
+    cut_ids, cut_labels, cut = D.fit_to_length(ids, labels, max_len, "keep_tail")
+    assert cut == 10 and len(cut_ids) == max_len == len(cut_labels)
+    assert cut_ids == ids[10:] and cut_labels == labels[10:]  # the prompt's tail, then the whole answer
+    assert sum(1 for y in cut_labels if y != D.IGNORE) == n_answer
+    assert tok.decode([t for t, y in zip(cut_ids, cut_labels, strict=True) if y != D.IGNORE]) == answer + "<|im_end|>\n"
+    assert "Choose: A. drug B. placebo" in tok.decode(cut_ids)
+
+    # an answer that would leave under a quarter of the budget to its prompt is dropped, not kept question-less
+    tight = n_answer + 1
+    assert tight - n_answer < tight // 4 and D.fit_to_length(ids, labels, tight, "keep_tail") == ([], [], 0)
+    roomy = 4 * n_answer
+    assert len(D.fit_to_length(ids, labels, roomy, "keep_tail")[0]) == roomy
+
+
 def test_template_special_tokens_are_single_tokens(tok_dir):
     tok = D.load_tokenizer(str(tok_dir))
     for marker in ("<|im_start|>", "<|im_end|>", "<|pad|>"):
@@ -133,6 +158,18 @@ def test_token_cache_is_reused_and_keyed(ray_local, tok_dir, lake, tmp_path):
     tpl = D.CHATML_TEMPLATE.replace("<|im_start|>{{ message['role'] }}", "<|im_start|>{{ message['role'] }}:")
     assert D.cache_key(path, version, str(tok_dir), tpl, 256) != first["key"]
     assert D.cache_key(path, version + 1, str(tok_dir), D.CHATML_TEMPLATE, 256) != first["key"]
+    assert D.cache_key(path, version, str(tok_dir), D.CHATML_TEMPLATE, 256, "keep_tail") != first["key"]
+
+    # keep_tail keeps the rows a short max length drops, with their prompts cut (and counts them)
+    short = D.tokenized_table(tmp_path, "sample_size_estimation", path, version, str(tok_dir), None, 116)
+    kept = D.tokenized_table(tmp_path, "sample_size_estimation", path, version, str(tok_dir), None, 116, "keep_tail")
+    assert kept["key"] != short["key"] and kept["long_prompts"] == "keep_tail"
+    dropped, cut = D.split_stats(short, "train"), D.split_stats(kept, "train")
+    assert dropped["rows"] > 0 and dropped["dropped_too_long"] > 0 and dropped["prompt_cut_rows"] == 0
+    assert cut["rows"] == dropped["rows"] + dropped["dropped_too_long"] - cut["dropped_too_long"]
+    assert cut["prompt_cut_rows"] == cut["rows"] - dropped["rows"] > 0
+    with pytest.raises(ValueError, match="long_prompts"):
+        D.tokenized_table(tmp_path, "sample_size_estimation", path, version, str(tok_dir), None, 116, "truncate")
 
     # the mixed dataset reads only the cache, with the weight applied
     ds = D.mixed_dataset({"sample_size_estimation": first}, {"sample_size_estimation": 2.0}, seed=0)

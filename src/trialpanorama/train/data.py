@@ -9,6 +9,10 @@ Why each piece is shaped the way it is:
 - The prompt (system + user + the template's assistant header) and the answer are tokenized separately
   and concatenated, so labels are -100 exactly on the prompt and the model learns the answer and the
   end-of-turn token only; this is also exactly how inference tokenizes the prompt.
+- A row longer than ``data.max_seq_len`` is dropped by default. ``data.long_prompts: keep_tail`` keeps it with
+  its prompt cut from the left instead (the answer is never cut): every task prompt ends with the question,
+  the options and the answer format, and inference cuts over-long prompts from the left the same way, so a
+  small-context model still learns each task's answer. A row whose answer alone does not fit is dropped.
 - Packing happens in the worker, streaming, with position ids that restart per example: transformers
   builds a block-diagonal causal mask from them, so packed examples do not attend to each other.
 """
@@ -29,7 +33,7 @@ from typing import Any
 import numpy as np
 
 IGNORE = -100
-CACHE_FORMAT = 1  # bump when the tokenized layout changes, so old caches are not reused
+CACHE_FORMAT = 2  # bump when the tokenized layout changes, so old caches are not reused
 
 # ChatML, the template the tiny model ships with (Qwen uses the same markers).
 CHATML_TEMPLATE = (
@@ -37,6 +41,7 @@ CHATML_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 TASK_COLUMNS = ["sample_id", "task", "split", "messages", "answer"]
+LONG_PROMPTS = ("drop", "keep_tail")  # data.long_prompts: what happens to a row longer than max_seq_len
 
 
 # ---------------------------------------------------------------- Delta -------------------------------
@@ -133,61 +138,85 @@ def encode_example(tok: Any, messages: list[dict[str, str]], answer: str) -> tup
     return p_ids + a_ids, [IGNORE] * len(p_ids) + list(a_ids)
 
 
-def tokenize_batch(batch: Any, tokenizer_path: str, chat_template: str | None, max_len: int) -> Any:
+def fit_to_length(ids: list[int], labels: list[int], max_len: int, long_prompts: str = "drop"
+                  ) -> tuple[list[int], list[int], int]:
+    """(ids, labels, prompt tokens cut) of one encoded example within ``max_len``; ([], [], 0) = drop it.
+
+    Never cuts the answer: a truncated answer teaches the model to stop mid-JSON. ``keep_tail`` cuts the
+    prompt from the left, as inference does, and keeps at least a quarter of ``max_len`` of it (a prompt
+    cut to a few tokens leaves the answer without its question).
+    """
+    if len(ids) <= max_len:
+        return ids, labels, 0
+    n_answer = sum(1 for x in labels if x != IGNORE)
+    n_prompt = len(ids) - n_answer
+    keep = max_len - n_answer
+    if long_prompts != "keep_tail" or keep < max(1, max_len // 4):
+        return [], [], 0
+    cut = n_prompt - keep
+    return ids[cut:], labels[cut:], cut
+
+
+def tokenize_batch(batch: Any, tokenizer_path: str, chat_template: str | None, max_len: int,
+                   long_prompts: str = "drop") -> Any:
     """Ray Data ``map_batches`` function: pyarrow batch of task rows -> tokenized rows (all splits).
 
-    Rows longer than ``max_len`` are dropped (and counted in the cache's meta.json), not truncated:
-    a truncated answer teaches the model to stop mid-JSON.
+    A row longer than ``max_len`` is cut or dropped by :func:`fit_to_length`; a dropped row stays as an
+    empty row so the cache's meta.json counts it (read time filters it out), and ``prompt_cut`` counts the
+    prompt tokens a kept row lost.
     """
     import pyarrow as pa
 
     tok = load_tokenizer(tokenizer_path, chat_template)
     cols = batch.to_pydict()
     out: dict[str, list] = {"sample_id": [], "task": [], "split": [], "input_ids": [], "labels": [],
-                            "n_tokens": [], "n_answer": []}
+                            "n_tokens": [], "n_answer": [], "prompt_cut": []}
     for sid, task, sp, msgs, ans in zip(cols["sample_id"], cols["task"], cols["split"], cols["messages"],
                                         cols["answer"], strict=True):
         if ans is None:
             continue
-        ids, labels = encode_example(tok, list(msgs), ans)
-        n = len(ids)
-        if n > max_len:
-            ids, labels = [], []  # kept as an empty row so the drop is counted, filtered at read time
+        ids, labels, cut = fit_to_length(*encode_example(tok, list(msgs), ans), max_len, long_prompts)
         out["sample_id"].append(sid)
         out["task"].append(task)
         out["split"].append(sp)
         out["input_ids"].append(ids)
         out["labels"].append(labels)
-        out["n_tokens"].append(n if ids else 0)
+        out["n_tokens"].append(len(ids))
         out["n_answer"].append(sum(1 for x in labels if x != IGNORE))
+        out["prompt_cut"].append(cut)
     schema = pa.schema([("sample_id", pa.string()), ("task", pa.string()), ("split", pa.string()),
                         ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-                        ("n_tokens", pa.int32()), ("n_answer", pa.int32())])
+                        ("n_tokens", pa.int32()), ("n_answer", pa.int32()), ("prompt_cut", pa.int32())])
     return pa.Table.from_pydict(out, schema=schema)
 
 
 # ---------------------------------------------------------------- cache -------------------------------
 
-def cache_key(path: str, version: int, tokenizer_path: str, template: str, max_len: int) -> str:
+def cache_key(path: str, version: int, tokenizer_path: str, template: str, max_len: int,
+              long_prompts: str = "drop") -> str:
     body = {
         "format": CACHE_FORMAT, "table": os.path.realpath(path), "version": version,
         "tokenizer": tokenizer_fingerprint(tokenizer_path),
         "template": hashlib.sha256(template.encode()).hexdigest()[:16], "max_len": max_len,
+        "long_prompts": long_prompts,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def tokenized_table(cache_dir: Path, task: str, path: str, version: int, tokenizer_path: str,
-                    chat_template: str | None, max_len: int) -> dict[str, Any]:
+                    chat_template: str | None, max_len: int, long_prompts: str = "drop") -> dict[str, Any]:
     """Tokenize one task table at one version (every split) into the cache unless it is already there.
 
-    Returns the cache entry's meta (``dir``, per split ``rows``/``tokens``/``dropped_too_long``, ``hit``). The Parquet is
+    Returns the cache entry's meta (``dir``, ``hit``, per split ``rows``/``tokens``/``dropped_too_long``/
+    ``prompt_cut_rows``). The Parquet is
     written by Ray Data tasks into a temp folder that is renamed into place, so a killed run never
     leaves a half cache that a later run would trust.
     """
 
     template = effective_template(tokenizer_path, chat_template)
-    key = cache_key(path, version, tokenizer_path, template, max_len)
+    if long_prompts not in LONG_PROMPTS:
+        raise ValueError(f"long_prompts must be one of {LONG_PROMPTS}, got {long_prompts!r}")
+    key = cache_key(path, version, tokenizer_path, template, max_len, long_prompts)
     final = cache_dir / task / key
     meta_file = final / "meta.json"
     if meta_file.is_file():
@@ -197,23 +226,26 @@ def tokenized_table(cache_dir: Path, task: str, path: str, version: int, tokeniz
     tmp = cache_dir / task / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     ds = read_task_table(path, version).map_batches(
         tokenize_batch, batch_format="pyarrow", batch_size=1024,
-        fn_kwargs={"tokenizer_path": tokenizer_path, "chat_template": chat_template, "max_len": max_len})
+        fn_kwargs={"tokenizer_path": tokenizer_path, "chat_template": chat_template, "max_len": max_len,
+                   "long_prompts": long_prompts})
     ds.write_parquet(str(tmp / "data"), min_rows_per_file=20000)  # few files: fewer, larger blocks
     # Stats from the two int columns only (pyarrow, on the driver): tiny, and no second Ray Data job.
     import pyarrow.dataset as pads
 
     stats = pads.dataset(str(tmp / "data"), format="parquet").to_table(
-        columns=["split", "n_tokens", "n_answer"])
+        columns=["split", "n_tokens", "n_answer", "prompt_cut"])
     splits = np.asarray(stats.column("split").to_pylist(), dtype=object)
     n_tok = np.asarray(stats.column("n_tokens"))
     n_ans = np.asarray(stats.column("n_answer"))
+    n_cut = np.asarray(stats.column("prompt_cut"))
     per_split = {}
     for sp in sorted(set(splits.tolist())):
         sel = splits == sp
         kept = sel & (n_tok > 0)
         per_split[sp] = {"rows": int(kept.sum()), "dropped_too_long": int(sel.sum() - kept.sum()),
-                         "tokens": int(n_tok[kept].sum()), "answer_tokens": int(n_ans[kept].sum())}
-    meta = {"task": task, "path": path, "version": version, "max_len": max_len,
+                         "tokens": int(n_tok[kept].sum()), "answer_tokens": int(n_ans[kept].sum()),
+                         "prompt_cut_rows": int((kept & (n_cut > 0)).sum())}
+    meta = {"task": task, "path": path, "version": version, "max_len": max_len, "long_prompts": long_prompts,
             "tokenizer": tokenizer_fingerprint(tokenizer_path), "key": key, "splits": per_split,
             "seconds": round(time.monotonic() - started, 2)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -226,7 +258,8 @@ def tokenized_table(cache_dir: Path, task: str, path: str, version: int, tokeniz
 
 
 def split_stats(entry: dict[str, Any], split: str) -> dict[str, int]:
-    return entry["splits"].get(split, {"rows": 0, "dropped_too_long": 0, "tokens": 0, "answer_tokens": 0})
+    return entry["splits"].get(split, {"rows": 0, "dropped_too_long": 0, "tokens": 0, "answer_tokens": 0,
+                                       "prompt_cut_rows": 0})
 
 
 def mixed_dataset(entries: dict[str, dict[str, Any]], weights: dict[str, float], seed: int,

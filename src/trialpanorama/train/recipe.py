@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from trialpanorama.config import PROJECT_ROOT, Config, ConfigError, load_config
+from trialpanorama.train import data as D
 
 TASKS = (
     "study_search", "study_screening", "evidence_summary", "arm_design", "eligibility_criteria_design",
@@ -26,6 +27,7 @@ METHODS = ("full", "lora")
 PARALLELISMS = ("ddp", "fsdp")
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
+LONG_PROMPTS = D.LONG_PROMPTS
 GIB = 1024**3
 
 
@@ -225,6 +227,7 @@ class Plan:
     grad_accum: int
     max_seq_len: int
     packing: bool
+    long_prompts: str
     stages: list[StagePlan]
     model_path: Path
     tokenizer_path: Path
@@ -326,6 +329,7 @@ def resolve(cfg: Config, lake_root: str | None = None) -> Plan:
         raise ConfigError(f"batch.global_batch={expected} but micro_batch_size x grad_accum x world = "
                           f"{micro} x {accum} x {num_workers} = {micro * accum * num_workers}")
     max_len = _int(cfg, "data.max_seq_len", minimum=16)
+    long_prompts = _choice(cfg, "data.long_prompts", LONG_PROMPTS, "drop")
     lr = cfg.get("optim.lr")
     if not isinstance(lr, (int, float)) or not (0 < float(lr) < 1):
         raise ConfigError(f"optim.lr must be a number in (0, 1), got {lr!r}")
@@ -405,7 +409,8 @@ def resolve(cfg: Config, lake_root: str | None = None) -> Plan:
         recipe=data, name=name, run_name=run_name, method=method, parallelism=parallelism,
         precision=precision, num_workers=num_workers, use_gpu=use_gpu, gpus_per_worker=gpus_per_worker,
         cpus_per_worker=float(cfg.get("resources.cpus_per_worker", 1)), micro_batch_size=micro,
-        grad_accum=accum, max_seq_len=max_len, packing=bool(cfg.get("data.packing", True)), stages=stages,
+        grad_accum=accum, max_seq_len=max_len, packing=bool(cfg.get("data.packing", True)),
+        long_prompts=long_prompts, stages=stages,
         model_path=model_path, tokenizer_path=tokenizer_path, storage_path=storage, cache_dir=cache,
         arch=arch, memory=memory, gpu_memory_gb=None if gpu_mem is None else float(gpu_mem),
         warnings=warnings,

@@ -184,10 +184,12 @@ def stage_data(plan: Plan, stage: StagePlan, cfg: Config, template: str | None,
     for task, spec in stage.tasks.items():
         version = int(spec["version"])  # resolved and checked by pin_data at submission
         entry = D.tokenized_table(plan.cache_dir, task, spec["path"], version, tok_path, template,
-                                  plan.max_seq_len)
+                                  plan.max_seq_len, plan.long_prompts)
         stats = D.split_stats(entry, split)
         if not stats["rows"]:
-            raise ValueError(f"{spec['path']}@v{version} has no usable {split!r} rows (<= max_seq_len)")
+            hint = "" if plan.long_prompts == "keep_tail" else " (data.long_prompts: keep_tail keeps them, prompt cut)"
+            raise ValueError(f"{spec['path']}@v{version} has no usable {split!r} rows: none fits "
+                             f"max_seq_len={plan.max_seq_len}{hint}")
         train_entries[task] = entry
         info["tasks"][task] = {"version": version, **stats, "cache_hit": entry["hit"], "cache_key": entry["key"]}
         tracking.lineage(stage.name, task, spec["path"], version, {**entry, "tokens": stats["tokens"]})
