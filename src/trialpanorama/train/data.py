@@ -229,7 +229,7 @@ def tokenized_table(cache_dir: Path, task: str, path: str, version: int, tokeniz
         fn_kwargs={"tokenizer_path": tokenizer_path, "chat_template": chat_template, "max_len": max_len,
                    "long_prompts": long_prompts})
     ds.write_parquet(str(tmp / "data"), min_rows_per_file=20000)  # few files: fewer, larger blocks
-    # Stats from the two int columns only (pyarrow, on the driver): tiny, and no second Ray Data job.
+    # Stats from the small int columns only (pyarrow, on the driver): tiny, and no second Ray Data job.
     import pyarrow.dataset as pads
 
     stats = pads.dataset(str(tmp / "data"), format="parquet").to_table(
