@@ -27,7 +27,6 @@ METHODS = ("full", "lora")
 PARALLELISMS = ("ddp", "fsdp")
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("cosine", "linear", "constant")
-LONG_PROMPTS = D.LONG_PROMPTS
 GIB = 1024**3
 
 
@@ -329,7 +328,7 @@ def resolve(cfg: Config, lake_root: str | None = None) -> Plan:
         raise ConfigError(f"batch.global_batch={expected} but micro_batch_size x grad_accum x world = "
                           f"{micro} x {accum} x {num_workers} = {micro * accum * num_workers}")
     max_len = _int(cfg, "data.max_seq_len", minimum=16)
-    long_prompts = _choice(cfg, "data.long_prompts", LONG_PROMPTS, "drop")
+    long_prompts = _choice(cfg, "data.long_prompts", D.LONG_PROMPTS, "drop")
     lr = cfg.get("optim.lr")
     if not isinstance(lr, (int, float)) or not (0 < float(lr) < 1):
         raise ConfigError(f"optim.lr must be a number in (0, 1), got {lr!r}")
