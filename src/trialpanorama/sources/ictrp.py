@@ -664,6 +664,7 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
             spark, cfg.lake_root, source=SOURCE, parsed=parsed, key="trial_id", bronze_table=BRONZE,
             bronze_key="trial_id", n_files=files.count, ingested_at=ingested_at, silver=builder,
             bronze=lambda changed: _bronze_rows(changed, ingested_at), report=on_write,
+            max_reasons=staging.summary_max_reasons(cfg),
         )
     finally:
         builder.release()

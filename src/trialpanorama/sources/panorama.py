@@ -465,7 +465,8 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
         bronze_key="study_id", n_files=n_files, ingested_at=ingested_at, silver=silver,
         bronze=lambda c: c.select("study_id", "raw", "source_file", "record_hash", "source_version",
                                   ingested_at.alias("ingested_at")),
-        report=report, parent_table="studies", parent_key="study_id")
+        report=report, parent_table="studies", parent_key="study_id",
+        max_reasons=staging.summary_max_reasons(cfg))
     relations = ({"rows_in": 0, "accepted": 0, "rejected": 0, "new": 0} if "relations" not in tables
                  else import_relations(spark, cfg.lake_root, tables["relations"], mapper, ingested_at, report))
     if kept["n"]:

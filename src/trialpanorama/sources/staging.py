@@ -18,7 +18,29 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from trialpanorama import lake
+from trialpanorama.config import Config
 from trialpanorama.progress import progress
+
+OTHER_REASONS = "other reasons (see the rejects table)"
+
+
+def summary_max_reasons(cfg: Config) -> int:
+    """How many reject reasons a job summary lists (``sources.summary_max_reasons``)."""
+    return int(cfg.require("sources.summary_max_reasons"))
+
+
+def top_reasons(counts: dict[str, int], limit: int | None) -> dict[str, int]:
+    """The most frequent reasons, the rest summed under one key.
+
+    Reasons carry the offending value ("malformed PMID: 'PMID3929x'"), so a large dump with many bad
+    values would otherwise print and log one key per bad record; the rejects table keeps every reason.
+    """
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if limit is None or len(ranked) <= limit:
+        return dict(ranked)
+    kept = dict(ranked[: max(limit - 1, 0)])
+    kept[OTHER_REASONS] = sum(n for _, n in ranked[max(limit - 1, 0):])
+    return kept
 
 
 @dataclass
@@ -92,11 +114,13 @@ def stage(
     report: Callable[[lake.WriteResult], None] | None = None,
     parent_table: str = "studies",
     parent_key: str = "study_id",
+    max_reasons: int | None = None,
 ) -> IngestSummary:
     """Count, classify and write one parsed batch. ``parsed`` needs: reason, ``key``, record_hash, source_version.
 
     ``silver(changed)`` returns table -> frame (the parent table is upserted, the others replace the child
-    rows of every changed parent); ``bronze(changed)`` returns the bronze rows.
+    rows of every changed parent); ``bronze(changed)`` returns the bronze rows. ``max_reasons`` caps the
+    summary's reason list (``sources.summary_max_reasons``); the counts are never capped.
     """
     report = report or (lambda result: None)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
@@ -128,7 +152,7 @@ def stage(
             new=states.get("new", 0), updated=states.get("updated", 0), unchanged=states.get("unchanged", 0),
             # duplicates of a key inside the batch are superseded by the batch's newest record
             superseded=states.get("superseded", 0) + (accepted_n - sum(states.values())),
-            rejected_by_reason=dict(sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))),
+            rejected_by_reason=top_reasons(by_reason, max_reasons),
         )
         if not summary.reconciles():
             raise RuntimeError(f"{source} ingest counts do not reconcile: {summary}")
