@@ -304,7 +304,7 @@ def bench_size(n: int, args: argparse.Namespace, env: dict[str, str]) -> dict[st
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    names = list(results[0]["stages"])
+    names = [s for s in STAGES if any(s in r["stages"] for r in results)]  # sizes may have run other stages
     head = f"{'stage':<18}" + "".join(f"{'n=' + str(r['trials']):>50}" for r in results)
     if len(results) > 1:
         head += f"{'t(last)/t(prev)':>17}"
