@@ -141,8 +141,11 @@ def sync_sources(spark: SparkSession, lake_root: str, table: str, frames: dict[s
 
 
 def write_vocab_rejects(spark: SparkSession, root: str, rejects: dict[str, DataFrame], at: Column,
-                        report: Report, stats: dict[str, Any]) -> None:
-    """Append the rejects of every vocabulary source not already recorded, in one commit (none if none)."""
+                        report: Report, stats: dict[str, Any], max_reasons: int | None = None) -> None:
+    """Append the rejects of every vocabulary source not already recorded, in one commit (none if none).
+
+    ``stats["rejected"]`` lists each source's reasons capped like the registry ingests' (``staging.top_reasons``).
+    """
     if not rejects:
         return
     union = None
@@ -150,10 +153,12 @@ def write_vocab_rejects(spark: SparkSession, root: str, rejects: dict[str, DataF
         df = df.select("source_file", "raw", "reason", F.lit(source).alias("_source"))
         union = df if union is None else union.unionByName(df)
     union = union.localCheckpoint()
-    counts = union.groupBy("_source", "reason").agg(F.count("*").alias("n")).collect()
-    for r in sorted(counts, key=lambda r: (r["_source"], -r["n"], r["reason"])):
-        stats.setdefault("rejected", {}).setdefault(r["_source"], {})[r["reason"]] = r["n"]
-    sources = sorted({r["_source"] for r in counts})
+    by_source: dict[str, dict[str, int]] = {}
+    for r in union.groupBy("_source", "reason").agg(F.count("*").alias("n")).collect():
+        by_source.setdefault(r["_source"], {})[r["reason"]] = r["n"]
+    sources = sorted(by_source)
+    for source in sources:
+        stats.setdefault("rejected", {})[source] = staging.top_reasons(by_source[source], max_reasons)
     if not sources:
         return
     fresh = None
@@ -343,7 +348,7 @@ def load(spark: SparkSession, cfg: Config, opts: LoadOptions, at: Column, report
         load_mesh(spark, cfg, lcfg, opts, report, record_input, stats, pending_rejects)
     if "drugs" in opts.only:
         load_drugs(spark, root, lcfg, opts, report, stats, pending_rejects)
-    write_vocab_rejects(spark, root, pending_rejects, at, report, stats)
+    write_vocab_rejects(spark, root, pending_rejects, at, report, stats, staging.summary_max_reasons(cfg))
     if "mesh" in opts.only:
         sources = lake.read_named(spark, root, "vocab_mesh_sources")
         result = sync_full(spark, root, "vocab_mesh", mesh_src.merge_concepts(sources))
