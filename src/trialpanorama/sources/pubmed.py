@@ -189,7 +189,7 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
         common = dict(key="pmid", bronze_table="pubmed_raw", bronze_key="pmid", n_files=len(files),
                       ingested_at=ingested_at, bronze=lambda changed: bronze_frame(changed, ingested_at),
                       report=on_write, parent_key="pmid",
-                      max_reasons=staging.summary_max_reasons(cfg))
+                      max_reasons=staging.summary_max_reasons(cfg), persist_parsed=False)
         articles = staging.stage(
             spark, cfg.lake_root, source=SOURCE, parsed=records.where("kind <> 'delete'"),
             silver=lambda changed: article_frames(changed, ingested_at, cfg.lake_root), parent_table="publications",
