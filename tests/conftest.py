@@ -161,7 +161,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
             return f"{folder}/{SHARED_LAKE_GROUPS[name]}" if name in SHARED_LAKE_GROUPS else path
 
     # pytest-xdist 3.8 re-sorts the modules by their number of tests unless told not to, which undid the
-    # slowest-first order above and left the memory-heavy real-PubMed module to run last in a worker whose test
+    # slowest-first order above and left the memory-heavy real-PubMed module to run late in a worker whose test
     # JVM had been filling for twenty minutes (CI, stop 19: an OutOfMemoryError there killed that JVM and failed
     # every Spark test after it).
     config.option.loadscopereorder = False
