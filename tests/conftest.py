@@ -130,9 +130,11 @@ def job_argv(lake: Path | str, *extra: str) -> list[str]:
 # The slowest modules first (by their time on the 2-core box): pytest-xdist's --dist loadfile hands
 # out whole modules in collection order, so a long module collected last leaves the other worker idle for its
 # whole length. Longest-first keeps both workers busy to the end. Unlisted modules keep their order, after these.
+# The real-PubMed module goes first although it is not the longest: it needs the most heap, and a fresh test JVM
+# has the most to give.
 SLOW_MODULES_FIRST = (
-    "test_crash_consistency", "test_concurrent_writers", "test_train_faults", "test_tasks_build", "test_secrets",
-    "test_pubmed_real", "test_gold_jobs", "test_chaos", "test_bench_kill", "test_train_ray", "test_mlflow_postgres",
+    "test_pubmed_real", "test_crash_consistency", "test_concurrent_writers", "test_train_faults", "test_tasks_build",
+    "test_secrets", "test_gold_jobs", "test_chaos", "test_bench_kill", "test_train_ray", "test_mlflow_postgres",
     "test_linking", "test_cluster_spark", "test_bench_e2e", "test_cluster_ray",
 )
 
@@ -162,8 +164,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN001, AN
 
     # pytest-xdist 3.8 re-sorts the modules by their number of tests unless told not to, which undid the
     # slowest-first order above and left the memory-heavy real-PubMed module to run late in a worker whose test
-    # JVM had been filling for twenty minutes (CI, stop 19: an OutOfMemoryError there killed that JVM and failed
-    # every Spark test after it).
+    # JVM had been filling for twenty minutes (in CI an OutOfMemoryError there killed that JVM and failed every
+    # Spark test after it).
     config.option.loadscopereorder = False
     return SharedLakeFileScheduling(config, log)
 

@@ -520,5 +520,5 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
         silver=lambda changed: silver_frames(changed, vocab, ingested_at),
         bronze=lambda changed: changed.select("nct_id", "raw", "source_file", "envelope", "record_hash",
                                               "source_version", ingested_at.alias("ingested_at")),
-        report=on_write, max_reasons=staging.summary_max_reasons(cfg),
+        report=on_write, max_reasons=staging.summary_max_reasons(cfg), storage_level=staging.cache_level(cfg),
     )

@@ -621,8 +621,10 @@ class _SilverBuilder:
     stored siblings, and counts for the summary the studies it writes with unmapped values (so a rerun that
     writes nothing reports none) and the changed records kept in bronze only."""
 
-    def __init__(self, spark: SparkSession, root: str, rules: Rules, updated_at: Column):
+    def __init__(self, spark: SparkSession, root: str, rules: Rules, updated_at: Column,
+                 storage_level: StorageLevel):
         self.spark, self.root, self.rules, self.updated_at = spark, root, rules, updated_at
+        self.storage_level = storage_level
         self.unmapped: dict[str, dict[str, int]] = {}
         self.bronze_only: dict[str, int] = {}
         self._cached: list[DataFrame] = []
@@ -630,8 +632,8 @@ class _SilverBuilder:
     def __call__(self, changed: DataFrame) -> dict[str, DataFrame]:
         skipped = F.col("registry").isin(self.rules.bronze_only)
         members = with_norm(_members(self.spark, self.root, changed.where(~skipped)), self.rules) \
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        merged = merge_members(members).persist(StorageLevel.MEMORY_AND_DISK)
+            .persist(self.storage_level)
+        merged = merge_members(members).persist(self.storage_level)
         self._cached += [members, merged]
         counts = batch_counts(merged, changed.where(skipped))
         self.bronze_only = counts.pop("bronze_only", {})
@@ -658,13 +660,13 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
     files = classify_files(spark, [f for f in listed if f not in ignored])
     progress(f"ictrp: {files.count} input files {files.formats}, {len(ignored)} ignored")
     parsed = parse_records(read_records(spark, files), rules)
-    builder = _SilverBuilder(spark, cfg.lake_root, rules, ingested_at)
+    builder = _SilverBuilder(spark, cfg.lake_root, rules, ingested_at, staging.cache_level(cfg))
     try:
         staged = staging.stage(
             spark, cfg.lake_root, source=SOURCE, parsed=parsed, key="trial_id", bronze_table=BRONZE,
             bronze_key="trial_id", n_files=files.count, ingested_at=ingested_at, silver=builder,
             bronze=lambda changed: _bronze_rows(changed, ingested_at), report=on_write,
-            max_reasons=staging.summary_max_reasons(cfg),
+            max_reasons=staging.summary_max_reasons(cfg), storage_level=staging.cache_level(cfg),
         )
     finally:
         builder.release()

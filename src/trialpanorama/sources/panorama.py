@@ -466,7 +466,7 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
         bronze=lambda c: c.select("study_id", "raw", "source_file", "record_hash", "source_version",
                                   ingested_at.alias("ingested_at")),
         report=report, parent_table="studies", parent_key="study_id",
-        max_reasons=staging.summary_max_reasons(cfg))
+        max_reasons=staging.summary_max_reasons(cfg), storage_level=staging.cache_level(cfg))
     relations = ({"rows_in": 0, "accepted": 0, "rejected": 0, "new": 0} if "relations" not in tables
                  else import_relations(spark, cfg.lake_root, tables["relations"], mapper, ingested_at, report))
     if kept["n"]:

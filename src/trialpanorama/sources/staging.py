@@ -29,6 +29,21 @@ def summary_max_reasons(cfg: Config) -> int:
     return int(cfg.require("sources.summary_max_reasons"))
 
 
+def cache_level(cfg: Config) -> StorageLevel:
+    """Where an ingest keeps the frames it reads more than once (``sources.cache_storage_level``).
+
+    They carry every record's raw text, so in memory they compete with the write's sorts for the heap: one
+    real PubMed file (20K articles, 233 MB of XML) cached MEMORY_AND_DISK left a 1 GB driver retrying page
+    allocations, and a 2 GB test JVM that earlier tests had partly filled died in it; DISK_ONLY ran it in 768 MB.
+    """
+    name = str(cfg.require("sources.cache_storage_level"))
+    level = getattr(StorageLevel, name, None)
+    if not isinstance(level, StorageLevel):
+        raise ValueError(f"sources.cache_storage_level: {name!r} is not a pyspark StorageLevel "
+                         "(e.g. DISK_ONLY, MEMORY_AND_DISK)")
+    return level
+
+
 def top_reasons(counts: dict[str, int], limit: int | None) -> dict[str, int]:
     """The most frequent reasons, the rest summed under one key.
 
@@ -116,20 +131,20 @@ def stage(
     parent_key: str = "study_id",
     max_reasons: int | None = None,
     persist_parsed: bool = True,
+    storage_level: StorageLevel,
 ) -> IngestSummary:
     """Count, classify and write one parsed batch. ``parsed`` needs: reason, ``key``, record_hash, source_version.
 
     ``silver(changed)`` returns table -> frame (the parent table is upserted, the others replace the child
     rows of every changed parent); ``bronze(changed)`` returns the bronze rows. ``max_reasons`` caps the
-    summary's reason list (``sources.summary_max_reasons``); the counts are never capped. A caller whose
-    ``parsed`` is a filter of a frame it has already persisted passes ``persist_parsed=False``: caching the
-    filter again holds a second copy of every record (with its raw text) in the heap, which is what made a
-    single real PubMed baseline file (20K articles, 233 MB of XML) need more than 1.5 GB of driver heap (1 GB
-    without the second copy).
+    summary's reason list (``sources.summary_max_reasons``); the counts are never capped. ``parsed`` and the
+    changed records are persisted at ``storage_level`` (``cache_level(cfg)``). A caller whose ``parsed`` is a
+    filter of a frame it has already persisted passes ``persist_parsed=False``: caching the filter again
+    holds a second copy of every record (with its raw text).
     """
     report = report or (lambda result: None)
     if persist_parsed:
-        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+        parsed = parsed.persist(storage_level)
     changed: DataFrame | None = None
     try:
         by_reason = {r["reason"]: r["n"] for r in parsed.groupBy("reason").agg(F.count("*").alias("n")).collect()}
@@ -151,7 +166,7 @@ def stage(
             .when(F.col("source_version") >= F.col("_old_version"), "updated")
             .otherwise("superseded"),
         )
-        changed = joined.where(F.col("_state").isin("new", "updated")).persist(StorageLevel.MEMORY_AND_DISK)
+        changed = joined.where(F.col("_state").isin("new", "updated")).persist(storage_level)
         states = {r["_state"]: r["n"] for r in joined.groupBy("_state").agg(F.count("*").alias("n")).collect()}
         summary = IngestSummary(
             files=n_files, records_in=records_in, accepted=accepted_n, rejected=rejected_n,
