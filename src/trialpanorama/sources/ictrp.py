@@ -660,13 +660,14 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
     files = classify_files(spark, [f for f in listed if f not in ignored])
     progress(f"ictrp: {files.count} input files {files.formats}, {len(ignored)} ignored")
     parsed = parse_records(read_records(spark, files), rules)
-    builder = _SilverBuilder(spark, cfg.lake_root, rules, ingested_at, staging.cache_level(cfg))
+    cache_level = staging.cache_level(cfg)
+    builder = _SilverBuilder(spark, cfg.lake_root, rules, ingested_at, cache_level)
     try:
         staged = staging.stage(
             spark, cfg.lake_root, source=SOURCE, parsed=parsed, key="trial_id", bronze_table=BRONZE,
             bronze_key="trial_id", n_files=files.count, ingested_at=ingested_at, silver=builder,
             bronze=lambda changed: _bronze_rows(changed, ingested_at), report=on_write,
-            max_reasons=staging.summary_max_reasons(cfg), storage_level=staging.cache_level(cfg),
+            max_reasons=staging.summary_max_reasons(cfg), storage_level=cache_level,
         )
     finally:
         builder.release()

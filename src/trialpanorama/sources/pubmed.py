@@ -183,13 +183,14 @@ def ingest(spark: SparkSession, cfg: Config, inputs: list[str], ingested_at: Col
     progress(f"pubmed: {len(files)} input files ({len(skipped)} without .xml/.xml.gz skipped)")
     if not files:
         return PubmedSummary(0, IngestSummary(0, 0, 0, 0), IngestSummary(0, 0, 0, 0), skipped)
-    records = read_records(spark, files, load_registries(cfg)).persist(staging.cache_level(cfg))
+    cache_level = staging.cache_level(cfg)
+    records = read_records(spark, files, load_registries(cfg)).persist(cache_level)
     try:
         common = dict(key="pmid", bronze_table="pubmed_raw", bronze_key="pmid", n_files=len(files),
                       ingested_at=ingested_at, bronze=lambda changed: bronze_frame(changed, ingested_at),
                       report=on_write, parent_key="pmid",
                       max_reasons=staging.summary_max_reasons(cfg), persist_parsed=False,
-                      storage_level=staging.cache_level(cfg))
+                      storage_level=cache_level)
         articles = staging.stage(
             spark, cfg.lake_root, source=SOURCE, parsed=records.where("kind <> 'delete'"),
             silver=lambda changed: article_frames(changed, ingested_at, cfg.lake_root), parent_table="publications",
